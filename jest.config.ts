@@ -1,0 +1,19 @@
+import type { Config } from 'jest';
+
+// Nest 12 is ESM-only, so the tests run as ES modules:
+// node --experimental-vm-modules node_modules/jest/bin/jest.js
+const config: Config = {
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  moduleNameMapper: {
+    '^nestjs-posthog-telemetry$': '<rootDir>/libs/telemetry/src/index.ts',
+    '^(\\.{1,2}/.*)\\.js$': '$1',
+  },
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: '<rootDir>/tsconfig.json' }],
+  },
+  testMatch: ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
+  testTimeout: 30_000,
+};
+
+export default config;

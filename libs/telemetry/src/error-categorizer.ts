@@ -1,0 +1,107 @@
+import type { CategorizeError } from './telemetry.options.js';
+
+/** The categories the dashboards group `api_error` by. */
+export const ErrorCategory = {
+  /** The client went away: ECONNRESET, EPIPE, socket hang up, aborted requests. */
+  Connection: 'connection_error',
+  /** An LLM provider refused the content (content filter, policy violation). */
+  ContentFilter: 'content_filter',
+  /** A provider's quota, balance or billing limit was hit. */
+  Quota: 'quota_error',
+  /** A 4xx HttpException: the request was wrong (validation, auth, not found). */
+  Client: 'client_error',
+  /** Everything else. */
+  Application: 'application_error',
+} as const;
+
+const CONNECTION_CODES = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'UND_ERR_SOCKET',
+]);
+const CONNECTION_MESSAGE = /socket hang up|client (?:disconnected|closed|aborted)|request aborted|\bECONNRESET\b|\bEPIPE\b|\bECONNABORTED\b/i;
+
+const CONTENT_FILTER_CODES = new Set(['content_filter', 'content_policy_violation', 'responsible_ai_policy_violation']);
+const CONTENT_FILTER_MESSAGE =
+  /content[ _-]?filter|content[ _-]?policy|content management policy|safety system|flagged as (?:potentially )?(?:harmful|inappropriate)/i;
+
+const QUOTA_CODES = new Set(['insufficient_quota', 'quota_exceeded', 'billing_hard_limit_reached', 'insufficient_balance']);
+const QUOTA_MESSAGE =
+  /insufficient[_ ]quota|exceeded your (?:current )?quota|quota (?:exceeded|exhausted)|credit balance|insufficient (?:balance|credits?|funds)|billing|payment required/i;
+
+/** Longest `cause` chain walked: deep chains cannot cost more than this. */
+const MAX_CAUSE_DEPTH = 5;
+
+function field(value: unknown, key: string): unknown {
+  try {
+    return value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function text(value: unknown): string {
+  return typeof value === 'string' ? value.slice(0, 4000) : '';
+}
+
+function statusOf(error: unknown): number | undefined {
+  try {
+    const getStatus = field(error, 'getStatus');
+    if (typeof getStatus === 'function') {
+      const status = getStatus.call(error);
+      if (typeof status === 'number') return status;
+    }
+  } catch {
+    /* a throwing getStatus is no status */
+  }
+  const status = field(error, 'status') ?? field(error, 'statusCode');
+  return typeof status === 'number' ? status : undefined;
+}
+
+/** The strings a provider may put its error code in (`code`, `type`, `error.code`, `finish_reason`). */
+function codesOf(error: unknown): string[] {
+  const nested = field(error, 'error');
+  return [field(error, 'code'), field(error, 'type'), field(nested, 'code'), field(nested, 'type'), field(error, 'finish_reason')]
+    .filter((c): c is string => typeof c === 'string');
+}
+
+function builtInCategory(error: unknown): string | undefined {
+  const codes = codesOf(error);
+  const message = typeof error === 'string' ? error.slice(0, 4000) : text(field(error, 'message'));
+  const name = text(field(error, 'name'));
+  const status = statusOf(error);
+
+  if (codes.some((c) => CONNECTION_CODES.has(c)) || CONNECTION_MESSAGE.test(message)) return ErrorCategory.Connection;
+  if (codes.some((c) => CONTENT_FILTER_CODES.has(c)) || CONTENT_FILTER_MESSAGE.test(message)) return ErrorCategory.ContentFilter;
+  if (codes.some((c) => QUOTA_CODES.has(c)) || status === 402 || QUOTA_MESSAGE.test(message)) return ErrorCategory.Quota;
+  if (name === 'AbortError' && /client|request/i.test(message)) return ErrorCategory.Connection;
+  return undefined;
+}
+
+/**
+ * The category of a thrown value: custom rules first, then the built-in ones
+ * applied to the error and each error in its `cause` chain; a remaining 4xx
+ * HttpException is `client_error`, anything else `application_error`.
+ * Never throws, whatever the value or the custom rule does.
+ */
+export function categorizeError(error: unknown, custom?: CategorizeError): string {
+  if (custom) {
+    try {
+      const chosen = custom(error);
+      if (typeof chosen === 'string' && chosen !== '') return chosen.slice(0, 100);
+    } catch {
+      /* a failing custom rule leaves the decision to the built-in ones */
+    }
+  }
+  let current: unknown = error;
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH && current !== undefined && current !== null; depth++) {
+    const category = builtInCategory(current);
+    if (category) return category;
+    current = field(current, 'cause');
+  }
+  const status = statusOf(error);
+  if (status !== undefined && status >= 400 && status < 500) return ErrorCategory.Client;
+  return ErrorCategory.Application;
+}

@@ -1,0 +1,11 @@
+import type { TelemetryEvent } from './telemetry-events.js';
+
+/** Where built events go: PostHog over HTTP, or the log in local mode. */
+export interface EventSink {
+  /** Takes an event; never throws, never waits. */
+  enqueue(event: TelemetryEvent): void;
+  /** Delivers what is queued now. */
+  flush(): Promise<void>;
+  /** Delivers what is queued, for at most `timeoutMs`, then stops taking events. */
+  shutdown(timeoutMs: number): Promise<void>;
+}

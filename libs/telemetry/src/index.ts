@@ -1,0 +1,20 @@
+export { TelemetryModule } from './telemetry.module.js';
+export type { TelemetryModuleExtras } from './telemetry.module-definition.js';
+export {
+  PostHogTelemetryService,
+  type CaptureApiRequestInput,
+  type CaptureErrorInput,
+  type CaptureSlowRequestInput,
+} from './posthog-telemetry.service.js';
+export { SkipTelemetry } from './skip-telemetry.decorator.js';
+export { getRequestContext, type TelemetryRequestContext } from './request-context.js';
+export { POSTHOG_CLIENT } from './telemetry.constants.js';
+export {
+  DEFAULT_EXCLUDE_PATHS,
+  type CategorizeError,
+  type TelemetryModuleOptions,
+  type TelemetryUser,
+} from './telemetry.options.js';
+export { ErrorCategory, categorizeError } from './error-categorizer.js';
+export { isValidRequestId } from './request-id.js';
+export { UNMATCHED_ROUTE } from './route-template.js';

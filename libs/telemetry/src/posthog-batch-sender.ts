@@ -1,0 +1,223 @@
+import { Logger } from '@nestjs/common';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { promisify } from 'node:util';
+import { gzip as gzipCallback } from 'node:zlib';
+import type { EventSink } from './event-sink.js';
+import type { TelemetryEvent } from './telemetry-events.js';
+import { LIB_NAME, LIB_VERSION } from './version.js';
+
+const gzip = promisify(gzipCallback);
+
+export interface BatchSenderOptions {
+  host: string;
+  apiKey: string;
+  /** Send as soon as this many events wait. */
+  flushAt: number;
+  /** Send what waits at least this often. */
+  flushIntervalMs: number;
+  /** Most events kept waiting; past it the oldest are dropped. */
+  maxQueueSize: number;
+  /** Most events in one request. */
+  maxBatchSize: number;
+  requestTimeoutMs: number;
+  /** Tries after the first one failed (network error, timeout, 5xx, 408, 429). */
+  retryCount: number;
+  /** First wait between tries; doubles each time. */
+  retryDelayMs: number;
+  compression: boolean;
+}
+
+/** A failure that is not worth another try (400, 401, …): the batch is dropped. */
+class PermanentFailure extends Error {}
+
+const DROP_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * The one place that sends. Events wait in a bounded in-memory queue and leave
+ * in gzip batches to PostHog's `/batch/` endpoint over a keep-alive agent, off
+ * the request path: a request only pays for an array push. One batch is in
+ * flight at a time; failures are retried with backoff, a 413 splits the batch.
+ */
+export class PostHogBatchSender implements EventSink {
+  private readonly logger = new Logger('Telemetry');
+  private readonly url: URL;
+  private readonly agent: http.Agent;
+  private readonly transport: typeof http | typeof https;
+  private queue: TelemetryEvent[] = [];
+  private timer?: NodeJS.Timeout;
+  private sending?: Promise<void>;
+  private closed = false;
+  private readonly abort = new AbortController();
+  private droppedSinceLog = 0;
+  private lastDropLog = 0;
+  private failureLogged = false;
+
+  constructor(private readonly options: BatchSenderOptions) {
+    this.url = new URL('/batch/', options.host + '/');
+    this.transport = this.url.protocol === 'https:' ? https : http;
+    this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2 });
+  }
+
+  /** Events waiting to be sent (not counting a batch in flight). */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  enqueue(event: TelemetryEvent): void {
+    if (this.closed) {
+      this.drop(1, 'the sender is shut down');
+      return;
+    }
+    if (this.queue.length >= this.options.maxQueueSize) {
+      // Oldest first: during an outage the newest events are the most useful.
+      this.queue.splice(0, this.queue.length - this.options.maxQueueSize + 1);
+      this.drop(1, 'the queue is full');
+    }
+    this.queue.push(event);
+    this.schedule();
+  }
+
+  /** Sends now when a batch is full, else within the flush interval. */
+  private schedule(): void {
+    if (this.sending !== undefined) return;
+    if (this.queue.length >= this.options.flushAt) this.startSending();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(() => this.startSending(), this.options.flushIntervalMs);
+      this.timer.unref();
+    }
+  }
+
+  flush(): Promise<void> {
+    return this.startSending();
+  }
+
+  async shutdown(timeoutMs: number): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    let timeout: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'timeout'>((resolve) => {
+      timeout = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    const drained = (async () => {
+      while (this.queue.length > 0 || this.sending) await this.startSending();
+    })();
+    const outcome = await Promise.race([drained, deadline]);
+    clearTimeout(timeout);
+    if (outcome === 'timeout') {
+      const lost = this.queue.length;
+      this.queue = [];
+      this.abort.abort();
+      this.logger.warn(`Shutdown timed out after ${timeoutMs} ms: ${lost} queued event(s) not delivered to PostHog.`);
+    }
+    this.agent.destroy();
+  }
+
+  private startSending(): Promise<void> {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    this.sending ??= this.drain().finally(() => {
+      this.sending = undefined;
+      if (this.queue.length > 0 && !this.closed) this.schedule();
+    });
+    return this.sending;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0 && !this.abort.signal.aborted) {
+      const batch = this.queue.splice(0, this.options.maxBatchSize);
+      await this.deliver(batch);
+    }
+  }
+
+  private async deliver(batch: TelemetryEvent[]): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const status = await this.post(batch);
+        if (status === 413 && batch.length > 1) {
+          const half = Math.ceil(batch.length / 2);
+          await this.deliver(batch.slice(0, half));
+          await this.deliver(batch.slice(half));
+          return;
+        }
+        if (status >= 200 && status < 300) {
+          this.failureLogged = false;
+          return;
+        }
+        if (status !== 408 && status !== 429 && status < 500) throw new PermanentFailure(`PostHog answered ${status}`);
+        throw new Error(`PostHog answered ${status}`);
+      } catch (error) {
+        const final = error instanceof PermanentFailure || attempt >= this.options.retryCount || this.abort.signal.aborted;
+        if (final) {
+          this.reportFailure(error);
+          this.drop(batch.length, 'PostHog could not take them');
+          return;
+        }
+        await this.sleep(this.options.retryDelayMs * 2 ** attempt);
+      }
+    }
+  }
+
+  private async post(batch: TelemetryEvent[]): Promise<number> {
+    const json = JSON.stringify({ api_key: this.options.apiKey, batch, sent_at: new Date().toISOString() });
+    const body = this.options.compression ? await gzip(json) : Buffer.from(json);
+    return new Promise<number>((resolve, reject) => {
+      const request = this.transport.request(
+        this.url,
+        {
+          method: 'POST',
+          agent: this.agent,
+          signal: this.abort.signal,
+          timeout: this.options.requestTimeoutMs,
+          headers: {
+            'Content-Type': 'application/json',
+            'Content-Length': body.length,
+            'User-Agent': `${LIB_NAME}/${LIB_VERSION}`,
+            ...(this.options.compression ? { 'Content-Encoding': 'gzip' } : {}),
+          },
+        },
+        (response) => {
+          response.resume();
+          response.on('end', () => resolve(response.statusCode ?? 0));
+          response.on('error', reject);
+        },
+      );
+      request.on('timeout', () => request.destroy(new Error(`no answer within ${this.options.requestTimeoutMs} ms`)));
+      request.on('error', reject);
+      request.end(body);
+    });
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.abort.signal.aborted) return resolve();
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      const signal = this.abort.signal;
+      function done() {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        resolve();
+      }
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  private reportFailure(error: unknown): void {
+    if (this.failureLogged || this.abort.signal.aborted) return;
+    this.failureLogged = true;
+    this.logger.warn(`Could not deliver events to PostHog at ${this.url.origin}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  /** Counts dropped events and says so at most once a minute. */
+  private drop(count: number, why: string): void {
+    this.droppedSinceLog += count;
+    const now = Date.now();
+    if (now - this.lastDropLog < DROP_LOG_INTERVAL_MS) return;
+    this.lastDropLog = now;
+    this.logger.warn(`Dropped ${this.droppedSinceLog} telemetry event(s): ${why}.`);
+    this.droppedSinceLog = 0;
+  }
+}

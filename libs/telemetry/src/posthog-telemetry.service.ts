@@ -1,0 +1,239 @@
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import type { PostHog } from 'posthog-node';
+import { performance } from 'node:perf_hooks';
+import { categorizeError } from './error-categorizer.js';
+import { describeError } from './error-details.js';
+import type { EventSink } from './event-sink.js';
+import { currentRequestState, registerContextSource, RequestState, type TelemetryRequestContext, getRequestContext } from './request-context.js';
+import { UNMATCHED_ROUTE } from './route-template.js';
+import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
+import {
+  apiErrorEvent,
+  apiRequestEvent,
+  customEvent,
+  type EventIdentity,
+  slowRequestEvent,
+  type TelemetryEvent,
+} from './telemetry-events.js';
+import type { ResolvedTelemetryOptions, TelemetryUser } from './telemetry.options.js';
+
+/** What the caller may pass to `captureApiRequest`; the rest comes from the request context. */
+export interface CaptureApiRequestInput {
+  endpoint: string;
+  method: string;
+  statusCode: number;
+  durationMs: number;
+}
+
+export interface CaptureErrorInput {
+  endpoint?: string;
+  method?: string;
+  statusCode?: number;
+}
+
+export interface CaptureSlowRequestInput {
+  endpoint: string;
+  method: string;
+  durationMs: number;
+  thresholdMs?: number;
+}
+
+/**
+ * The module's public face and the one place that turns request state into
+ * events: `recordRequestEnd` at the end of each request, `capture*` for the
+ * app's own calls. Every path is wrapped so telemetry never throws into the app.
+ */
+@Injectable()
+export class PostHogTelemetryService implements OnApplicationShutdown {
+  private readonly logger = new Logger('Telemetry');
+  private readonly loggedFailures = new Set<string>();
+  private readonly unregister: () => void;
+  private shutDown?: Promise<void>;
+
+  constructor(
+    @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
+    @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
+    @Inject(EVENT_SINK) private readonly sink: EventSink,
+  ) {
+    this.unregister = registerContextSource(posthog);
+  }
+
+  /** True when events are sent to PostHog; false in local mode (no API key) or when disabled. */
+  get isSending(): boolean {
+    return this.options.enabled && this.options.apiKey !== undefined;
+  }
+
+  /** The current request's correlation id, user and session, or `undefined` outside a request. */
+  getRequestContext(): TelemetryRequestContext | undefined {
+    return getRequestContext();
+  }
+
+  /** Sends an event of the app's own; inside a request it carries the request's `request_id`, user, session and `environment`. */
+  capture(event: string, properties?: Record<string, unknown>): void {
+    this.guard('capture', () => {
+      const identity = this.identityOfCurrentRequest();
+      if (identity) this.send(customEvent(event, identity, properties));
+    });
+  }
+
+  /** Sends an `api_request` event by hand (the module already sends one per request). */
+  captureApiRequest(input: CaptureApiRequestInput): void {
+    this.guard('captureApiRequest', () => {
+      const identity = this.identityOfCurrentRequest();
+      if (identity) this.send(apiRequestEvent(identity, input));
+    });
+  }
+
+  /** Sends an `api_error` event for an error the app handled itself. */
+  captureError(error: unknown, input: CaptureErrorInput = {}): void {
+    this.guard('captureError', () => {
+      const identity = this.identityOfCurrentRequest();
+      const state = currentRequestState();
+      if (identity) this.send(this.errorEvent(identity, error, {
+        endpoint: input.endpoint ?? state?.endpoint ?? UNMATCHED_ROUTE,
+        method: input.method ?? state?.method ?? 'UNKNOWN',
+        statusCode: input.statusCode ?? 500,
+      }));
+    });
+  }
+
+  /** Sends a `slow_request` event by hand. */
+  captureSlowRequest(input: CaptureSlowRequestInput): void {
+    this.guard('captureSlowRequest', () => {
+      const identity = this.identityOfCurrentRequest();
+      if (identity) this.send(slowRequestEvent(identity, { ...input, thresholdMs: input.thresholdMs ?? this.options.slowThresholdMs }));
+    });
+  }
+
+  /** Delivers every queued event now (the module's own and the posthog-node client's). */
+  async flush(): Promise<void> {
+    await Promise.allSettled([this.sink.flush(), this.posthog.flush()]);
+  }
+
+  /** Delivers every queued event, for at most `shutdownTimeoutMs`, and stops. Called by `app.close()`. */
+  shutdown(): Promise<void> {
+    this.shutDown ??= this.shutdownOnce();
+    return this.shutDown;
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.shutdown();
+  }
+
+  /**
+   * The end of a request, from the response's `close` (middleware): the one
+   * place that turns a request into its `api_request`, `slow_request` and `api_error`.
+   */
+  recordRequestEnd(state: RequestState, statusCode: number, finished: boolean): void {
+    this.guard('recordRequestEnd', () => {
+      if (state.skip || !this.options.enabled) return;
+      const durationMs = performance.now() - state.startedAt;
+      // 499: the client went away before the response was sent (nginx's convention).
+      const status = finished ? statusCode : 499;
+      this.resolveUser(state);
+      const identity = this.identityOf(state);
+      if (!identity) return;
+      const endpoint = state.endpoint ?? UNMATCHED_ROUTE;
+      this.send(apiRequestEvent(identity, { endpoint, method: state.method, statusCode: status, durationMs }));
+      if (durationMs > this.options.slowThresholdMs) {
+        this.send(slowRequestEvent(identity, { endpoint, method: state.method, durationMs, thresholdMs: this.options.slowThresholdMs }));
+      }
+      // An unknown route's 404 is not an application error: `api_request` records it.
+      if (state.hasError && state.endpoint !== undefined) {
+        this.send(this.errorEvent(identity, state.error, { endpoint, method: state.method, statusCode: status }));
+      }
+    });
+  }
+
+  /** Finds the request's user once an auth guard has set it; a failing `resolveUser` counts as anonymous. */
+  resolveUser(state: RequestState): TelemetryUser | undefined {
+    if (state.user) return state.user;
+    try {
+      const user = this.options.resolveUser(state.adapterRequest);
+      if (user && user.id !== undefined && user.id !== null && String(user.id) !== '') {
+        state.user = { id: String(user.id).slice(0, 200), email: typeof user.email === 'string' ? user.email.slice(0, 200) : undefined };
+      }
+    } catch (error) {
+      this.logOnce('resolveUser', error);
+    }
+    return state.user;
+  }
+
+  private errorEvent(identity: EventIdentity, error: unknown, at: { endpoint: string; method: string; statusCode: number }): TelemetryEvent {
+    let category: string;
+    try {
+      category = categorizeError(error, this.options.categorizeError);
+    } catch (failure) {
+      this.logOnce('categorizeError', failure);
+      category = 'application_error';
+    }
+    return apiErrorEvent(identity, { ...at, category, details: describeError(error, this.options.tracebackLimit) });
+  }
+
+  /** Identity of an event sent now: the running request's, or the process's outside requests. `undefined`: drop it. */
+  private identityOfCurrentRequest(): EventIdentity | undefined {
+    if (!this.options.enabled) return undefined;
+    const state = currentRequestState();
+    if (state) {
+      if (state.skip) return undefined;
+      this.resolveUser(state);
+      return this.identityOf(state);
+    }
+    return { distinctId: 'server', userId: 'anonymous', environment: this.options.environment, personless: true };
+  }
+
+  private identityOf(state: RequestState): EventIdentity | undefined {
+    const internal = this.isInternal(state.user);
+    if (internal && this.options.internalUsers === 'drop') return undefined;
+    return {
+      distinctId: state.distinctId,
+      requestId: state.requestId,
+      userId: state.userId,
+      environment: this.options.environment,
+      sessionId: state.sessionId,
+      personless: state.personless,
+      internalUser: internal,
+    };
+  }
+
+  private isInternal(user: TelemetryUser | undefined): boolean {
+    const email = user?.email;
+    if (!email || this.options.internalDomains.length === 0) return false;
+    const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
+    return this.options.internalDomains.some((d) => domain === d || domain.endsWith('.' + d));
+  }
+
+  private send(event: TelemetryEvent): void {
+    this.sink.enqueue(event);
+  }
+
+  private async shutdownOnce(): Promise<void> {
+    const timeoutMs = this.options.shutdownTimeoutMs;
+    try {
+      await Promise.allSettled([this.sink.shutdown(timeoutMs), this.posthog.shutdown(timeoutMs)]);
+    } finally {
+      this.unregister();
+    }
+  }
+
+  private guard(what: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (error) {
+      this.logOnce(what, error);
+    }
+  }
+
+  /** Telemetry's own failures are logged once per kind, never thrown. */
+  private logOnce(what: string, error: unknown): void {
+    if (this.loggedFailures.has(what)) return;
+    this.loggedFailures.add(what);
+    let reason: string;
+    try {
+      reason = error instanceof Error ? error.message : String(error);
+    } catch {
+      reason = 'unprintable error';
+    }
+    this.logger.error(`Telemetry ${what} failed and was skipped (further failures of this kind are not logged): ${reason.slice(0, 500)}`);
+  }
+}

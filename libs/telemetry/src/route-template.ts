@@ -1,0 +1,28 @@
+/** The one `endpoint` value shared by every request that matched no route (404s from scanners, typos). */
+export const UNMATCHED_ROUTE = '(unmatched)';
+
+/**
+ * The route template (`/items/:id`) of a request, never its raw path.
+ * Duck-typed so the core needs no adapter types: Fastify exposes
+ * `request.routeOptions.url`, Express `request.route.path` (plus `baseUrl`).
+ * `entryRoute` is the Express route the middleware itself ran under (Nest
+ * mounts middleware as a catch-all route): still seeing it means no route matched.
+ */
+export function routeTemplateOf(request: any, entryRoute?: unknown): string | undefined {
+  const fastifyUrl = request?.routeOptions?.url;
+  if (typeof fastifyUrl === 'string') return fastifyUrl;
+  const route = request?.route;
+  const expressPath = route?.path;
+  if (typeof expressPath === 'string' && route !== entryRoute) {
+    const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
+    return base + expressPath;
+  }
+  return undefined;
+}
+
+/** Path of a raw URL without query string or fragment. */
+export function pathOf(url: string | undefined): string {
+  if (!url) return '/';
+  const cut = url.search(/[?#]/);
+  return cut === -1 ? url : url.slice(0, cut);
+}

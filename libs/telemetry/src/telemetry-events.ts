@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import { toBoundedJson, truncate } from './bounded.js';
+import type { ErrorDetails } from './error-details.js';
+
+/** One event as it goes on the wire to PostHog's `/batch/` endpoint. */
+export interface TelemetryEvent {
+  event: string;
+  distinct_id: string;
+  properties: Record<string, unknown>;
+  timestamp: string;
+  uuid: string;
+}
+
+/** Who an event belongs to and how it correlates: the same for every event of a request. */
+export interface EventIdentity {
+  distinctId: string;
+  requestId?: string;
+  userId: string;
+  environment: string;
+  sessionId?: string;
+  /** No person profile for anonymous traffic, so it is not merged into one person. */
+  personless: boolean;
+  /** Set when internal users are tagged rather than dropped. */
+  internalUser?: boolean;
+}
+
+export interface ApiRequestFields {
+  endpoint: string;
+  method: string;
+  statusCode: number;
+  durationMs: number;
+}
+
+export interface ApiErrorFields {
+  endpoint: string;
+  method: string;
+  statusCode: number;
+  category: string;
+  details: ErrorDetails;
+}
+
+export interface SlowRequestFields {
+  endpoint: string;
+  method: string;
+  durationMs: number;
+  thresholdMs: number;
+}
+
+function event(name: string, identity: EventIdentity, properties: Record<string, unknown>): TelemetryEvent {
+  properties.user_id = identity.userId;
+  properties.environment = identity.environment;
+  if (identity.requestId !== undefined) properties.request_id = identity.requestId;
+  if (identity.sessionId !== undefined) properties.$session_id = identity.sessionId;
+  if (identity.personless) properties.$process_person_profile = false;
+  if (identity.internalUser) properties.is_internal_user = true;
+  return {
+    event: name,
+    distinct_id: identity.distinctId,
+    properties,
+    timestamp: new Date().toISOString(),
+    uuid: randomUUID(),
+  };
+}
+
+const round = (ms: number) => Math.round(ms * 100) / 100;
+
+/** `api_request`: one per request that reached the app. */
+export function apiRequestEvent(identity: EventIdentity, f: ApiRequestFields): TelemetryEvent {
+  return event('api_request', identity, {
+    endpoint: f.endpoint,
+    method: f.method,
+    status_code: f.statusCode,
+    response_time_ms: round(f.durationMs),
+    success: f.statusCode >= 200 && f.statusCode < 300,
+  });
+}
+
+/** `slow_request`: a request that took longer than the threshold. */
+export function slowRequestEvent(identity: EventIdentity, f: SlowRequestFields): TelemetryEvent {
+  return event('slow_request', identity, {
+    endpoint: f.endpoint,
+    method: f.method,
+    duration_ms: round(f.durationMs),
+    threshold_ms: f.thresholdMs,
+  });
+}
+
+/** `api_error`: a request that failed with an exception. */
+export function apiErrorEvent(identity: EventIdentity, f: ApiErrorFields): TelemetryEvent {
+  return event('api_error', identity, {
+    error_type: f.category,
+    error_message: f.details.message,
+    exception_type: f.details.exceptionType,
+    endpoint: f.endpoint,
+    method: f.method,
+    status_code: f.statusCode,
+    traceback: f.details.traceback,
+    error_context: truncate(
+      `${f.details.exceptionType} (${f.category}) while handling ${f.method} ${f.endpoint}, answered ${f.statusCode}: ${f.details.message}`,
+      500,
+    ),
+  });
+}
+
+/**
+ * An event of the app's own (`PostHogTelemetryService.capture`): its properties
+ * bounded and made JSON-safe, then the request's correlation properties added
+ * where the caller did not set them.
+ */
+export function customEvent(name: string, identity: EventIdentity, properties: Record<string, unknown> | undefined): TelemetryEvent {
+  const own = (toBoundedJson(properties ?? {}) ?? {}) as Record<string, unknown>;
+  const built = event(truncate(name, 200), identity, {});
+  built.properties = { ...built.properties, ...(typeof own === 'object' && !Array.isArray(own) ? own : {}) };
+  return built;
+}

@@ -1,0 +1,92 @@
+import { Logger, MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import { APP_FILTER, APP_INTERCEPTOR } from '@nestjs/core';
+import { PostHog } from 'posthog-node';
+import type { EventSink } from './event-sink.js';
+import { LocalLogSink } from './local-log-sink.js';
+import { PostHogBatchSender } from './posthog-batch-sender.js';
+import { PostHogTelemetryService } from './posthog-telemetry.service.js';
+import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
+import { TelemetryExceptionFilter } from './telemetry-exception.filter.js';
+import { TelemetryInterceptor } from './telemetry.interceptor.js';
+import { TelemetryMiddleware } from './telemetry.middleware.js';
+import {
+  ASYNC_OPTIONS_TYPE,
+  ConfigurableTelemetryModule,
+  OPTIONS_TYPE,
+  TELEMETRY_MODULE_OPTIONS,
+} from './telemetry.module-definition.js';
+import { resolveTelemetryOptions, type ResolvedTelemetryOptions, type TelemetryModuleOptions } from './telemetry.options.js';
+
+/** Defaults of the module's own sender, each overridable through `posthogOptions`. */
+const SENDER_DEFAULTS = {
+  flushAt: 100,
+  flushInterval: 1000,
+  maxQueueSize: 10_000,
+  requestTimeout: 10_000,
+  fetchRetryCount: 3,
+  fetchRetryDelay: 1000,
+};
+
+function createPostHogClient(options: ResolvedTelemetryOptions): PostHog {
+  if (options.apiKey === undefined || !options.enabled) {
+    // Local mode: a disabled client still provides the request context, and sends nothing.
+    return new PostHog('phc_local_mode', { ...options.posthogOptions, host: 'http://127.0.0.1:9', disabled: true });
+  }
+  return new PostHog(options.apiKey, { host: options.host, ...options.posthogOptions });
+}
+
+function createEventSink(options: ResolvedTelemetryOptions): EventSink {
+  if (options.apiKey === undefined || !options.enabled) {
+    if (options.enabled) new Logger('Telemetry').log('No POSTHOG_API_KEY: local mode, events are logged and not sent.');
+    return new LocalLogSink();
+  }
+  const p = { ...SENDER_DEFAULTS, ...options.posthogOptions };
+  return new PostHogBatchSender({
+    host: options.host,
+    apiKey: options.apiKey,
+    flushAt: Math.max(1, p.flushAt),
+    flushIntervalMs: p.flushInterval,
+    maxQueueSize: Math.max(1, p.maxQueueSize),
+    maxBatchSize: Math.max(p.flushAt, 1000),
+    requestTimeoutMs: p.requestTimeout,
+    retryCount: p.fetchRetryCount,
+    retryDelayMs: p.fetchRetryDelay,
+    compression: p.disableCompression !== true,
+  });
+}
+
+/**
+ * PostHog telemetry for the whole app from one import:
+ * `TelemetryModule.forRoot()` (options from the environment) or
+ * `TelemetryModule.forRootAsync({ inject, useFactory })`. Global by default.
+ */
+@Module({
+  providers: [
+    {
+      provide: TELEMETRY_OPTIONS,
+      inject: [TELEMETRY_MODULE_OPTIONS],
+      useFactory: (options: TelemetryModuleOptions) => resolveTelemetryOptions(options),
+    },
+    { provide: POSTHOG_CLIENT, inject: [TELEMETRY_OPTIONS], useFactory: createPostHogClient },
+    { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS], useFactory: createEventSink },
+    PostHogTelemetryService,
+    TelemetryMiddleware,
+    { provide: APP_INTERCEPTOR, useClass: TelemetryInterceptor },
+    { provide: APP_FILTER, useClass: TelemetryExceptionFilter },
+  ],
+  exports: [PostHogTelemetryService, POSTHOG_CLIENT],
+})
+export class TelemetryModule extends ConfigurableTelemetryModule implements NestModule {
+  /** Options are optional: with none, everything comes from the environment. */
+  static forRoot(options: typeof OPTIONS_TYPE = {}) {
+    return super.forRoot(options);
+  }
+
+  static forRootAsync(options: typeof ASYNC_OPTIONS_TYPE) {
+    return super.forRootAsync(options);
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(TelemetryMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
+  }
+}

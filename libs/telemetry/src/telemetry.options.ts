@@ -1,0 +1,152 @@
+import { Logger } from '@nestjs/common';
+import type { PostHogOptions } from 'posthog-node';
+
+/** The user an event belongs to, as returned by `resolveUser`. */
+export interface TelemetryUser {
+  id: string;
+  email?: string;
+}
+
+/**
+ * A custom categorisation rule. Return a category name to decide, or
+ * `undefined` to let the next rule (and finally the built-in ones) decide.
+ */
+export type CategorizeError = (error: unknown) => string | undefined | null;
+
+export interface TelemetryModuleOptions {
+  /** PostHog project API key. Env: `POSTHOG_API_KEY`. Without one the module runs in local mode: events are logged, nothing is sent. */
+  apiKey?: string;
+  /** PostHog host. Env: `POSTHOG_HOST`. Default `https://us.i.posthog.com`. */
+  host?: string;
+  /** Sent as `environment` on every event. Env: `ENVIRONMENT`, then `NODE_ENV`. Default `development`. */
+  environment?: string;
+  /** `false` turns every event off (request ids are still returned). Default `true`. */
+  enabled?: boolean;
+  /** Requests slower than this emit `slow_request`. Env: `SLOW_THRESHOLD` (seconds). Default 5000 ms. */
+  slowThresholdMs?: number;
+  /** Email domains of your own staff. Env: `POSTHOG_INTERNAL_DOMAINS` (comma-separated). */
+  internalDomains?: string[];
+  /** What happens to requests of internal users: `drop` (default) sends nothing, `tag` adds `is_internal_user: true`. */
+  internalUsers?: 'drop' | 'tag';
+  /** Paths with no events: exact paths, path prefixes ending in `/*`, or regular expressions. Default {@link DEFAULT_EXCLUDE_PATHS}. */
+  excludePaths?: Array<string | RegExp>;
+  /** Header that carries the correlation id, in and out. Default `x-request-id`. */
+  requestIdHeader?: string;
+  /** Finds the user of a request (Express request or Fastify request). Default reads `request.user` (`id`, `sub` or `userId`, and `email`). */
+  resolveUser?: (request: any) => TelemetryUser | null | undefined;
+  /** Longest traceback sent, in characters. Default 5000. */
+  tracebackLimit?: number;
+  /** Longest time `app.close()` waits for queued events to be delivered. Default 5000 ms. */
+  shutdownTimeoutMs?: number;
+  /** Custom error categories, consulted before the built-in ones. */
+  categorizeError?: CategorizeError;
+  /**
+   * Passed to the posthog-node client (`POSTHOG_CLIENT`). `flushAt`, `flushInterval`,
+   * `maxQueueSize`, `requestTimeout`, `fetchRetryCount`, `fetchRetryDelay` and
+   * `disableCompression` also govern the module's own event sender.
+   */
+  posthogOptions?: Partial<PostHogOptions>;
+}
+
+/** Health checks, favicon and static files: no events by default. */
+export const DEFAULT_EXCLUDE_PATHS: ReadonlyArray<string | RegExp> = [
+  '/health/*',
+  '/healthz',
+  '/healthcheck',
+  '/livez',
+  '/readyz',
+  '/ready',
+  '/ping',
+  '/favicon.ico',
+  '/robots.txt',
+  /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|woff2?|ttf|eot|txt|html?)$/i,
+];
+
+export const DEFAULT_HOST = 'https://us.i.posthog.com';
+
+/** Options with every default applied: what the rest of the module reads. */
+export interface ResolvedTelemetryOptions {
+  apiKey?: string;
+  host: string;
+  environment: string;
+  enabled: boolean;
+  slowThresholdMs: number;
+  internalDomains: string[];
+  internalUsers: 'drop' | 'tag';
+  excludePaths: Array<string | RegExp>;
+  requestIdHeader: string;
+  resolveUser: (request: any) => TelemetryUser | null | undefined;
+  tracebackLimit: number;
+  shutdownTimeoutMs: number;
+  categorizeError?: CategorizeError;
+  posthogOptions: Partial<PostHogOptions>;
+}
+
+const MAX_USER_FIELD = 200;
+const logger = new Logger('Telemetry');
+
+/** Default `resolveUser`: `request.user` as set by Passport and most auth guards. */
+export function defaultResolveUser(request: any): TelemetryUser | undefined {
+  const user = request?.user;
+  if (!user || typeof user !== 'object') return undefined;
+  const id = user.id ?? user.sub ?? user.userId;
+  if (id === undefined || id === null || id === '') return undefined;
+  const email = typeof user.email === 'string' ? user.email.slice(0, MAX_USER_FIELD) : undefined;
+  return { id: String(id).slice(0, MAX_USER_FIELD), email };
+}
+
+function positiveNumber(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = typeof value === 'number' ? value : Number(value);
+  if (Number.isFinite(n) && n >= 0) return n;
+  logger.warn(`${name}=${String(value).slice(0, 50)} is not a non-negative number; using ${fallback}.`);
+  return fallback;
+}
+
+function blankToUndefined(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+/** Applies environment variables, then defaults, to what the user passed. */
+export function resolveTelemetryOptions(
+  options: TelemetryModuleOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedTelemetryOptions {
+  const slowFromEnv = blankToUndefined(env.SLOW_THRESHOLD);
+  const domains =
+    options.internalDomains ??
+    (blankToUndefined(env.POSTHOG_INTERNAL_DOMAINS)?.split(',') ?? []);
+  return {
+    apiKey: blankToUndefined(options.apiKey ?? env.POSTHOG_API_KEY),
+    host: (blankToUndefined(options.host ?? env.POSTHOG_HOST) ?? DEFAULT_HOST).replace(/\/+$/, ''),
+    environment:
+      blankToUndefined(options.environment ?? env.ENVIRONMENT ?? env.NODE_ENV) ?? 'development',
+    enabled: options.enabled ?? true,
+    slowThresholdMs:
+      options.slowThresholdMs !== undefined
+        ? positiveNumber('slowThresholdMs', options.slowThresholdMs, 5000)
+        : positiveNumber('SLOW_THRESHOLD', slowFromEnv === undefined ? undefined : Number(slowFromEnv) * 1000, 5000),
+    internalDomains: domains.map((d) => d.trim().toLowerCase().replace(/^@/, '')).filter(Boolean),
+    internalUsers: options.internalUsers ?? 'drop',
+    excludePaths: [...(options.excludePaths ?? DEFAULT_EXCLUDE_PATHS)],
+    requestIdHeader: (options.requestIdHeader ?? 'x-request-id').toLowerCase(),
+    resolveUser: options.resolveUser ?? defaultResolveUser,
+    tracebackLimit: positiveNumber('tracebackLimit', options.tracebackLimit, 5000),
+    shutdownTimeoutMs: positiveNumber('shutdownTimeoutMs', options.shutdownTimeoutMs, 5000),
+    categorizeError: options.categorizeError,
+    posthogOptions: { ...(options.posthogOptions ?? {}) },
+  };
+}
+
+/** True when `path` (no query string) is one the user excluded. */
+export function isExcludedPath(path: string, excludePaths: ReadonlyArray<string | RegExp>): boolean {
+  for (const rule of excludePaths) {
+    if (typeof rule === 'string') {
+      if (rule.endsWith('/*')) {
+        const base = rule.slice(0, -2);
+        if (path === base || path.startsWith(base + '/')) return true;
+      } else if (path === rule) return true;
+    } else if (rule.test(path)) return true;
+  }
+  return false;
+}

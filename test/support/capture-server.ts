@@ -1,0 +1,116 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+
+/** One event as PostHog's `/batch/` endpoint receives it. */
+export interface CapturedEvent {
+  event: string;
+  distinct_id: string;
+  properties: Record<string, any>;
+  timestamp?: string;
+  uuid?: string;
+}
+
+/** How the fake PostHog answers: healthy, failing with a status, or never answering. */
+export type CaptureBehaviour = { kind: 'ok' } | { kind: 'status'; status: number } | { kind: 'hang' };
+
+/**
+ * A PostHog capture endpoint on 127.0.0.1 for tests and the benchmark: the real
+ * posthog-node client and the module's sender post gzip batches to it. With
+ * `keepRaw`, bodies are stored as received and decoded only on demand, so the
+ * server does little work while an app is under load.
+ */
+export class CaptureServer {
+  readonly bodies: Array<{ body: Buffer; gzip: boolean; path: string }> = [];
+  behaviour: CaptureBehaviour = { kind: 'ok' };
+  requests = 0;
+  private server?: Server;
+  private readonly hanging = new Set<ServerResponse>();
+
+  constructor(private readonly keepRaw = false) {}
+
+  private decodedCache: CapturedEvent[] = [];
+  private decodedUpTo = 0;
+
+  get url(): string {
+    const address = this.server?.address() as AddressInfo | null;
+    if (!address) throw new Error('capture server not started');
+    return `http://127.0.0.1:${address.port}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => this.handle(req, res));
+    this.server.keepAliveTimeout = 30_000;
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    for (const res of this.hanging) res.destroy();
+    this.hanging.clear();
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  /** Every event received so far, decoded, in arrival order. */
+  get events(): CapturedEvent[] {
+    for (; this.decodedUpTo < this.bodies.length; this.decodedUpTo++) {
+      const { body, gzip } = this.bodies[this.decodedUpTo];
+      const json = JSON.parse((gzip ? gunzipSync(body) : body).toString('utf8'));
+      const batch: CapturedEvent[] = Array.isArray(json.batch) ? json.batch : [json];
+      this.decodedCache.push(...batch);
+    }
+    return this.decodedCache;
+  }
+
+  eventsNamed(name: string, where: (e: CapturedEvent) => boolean = () => true): CapturedEvent[] {
+    return this.events.filter((e) => e.event === name && where(e));
+  }
+
+  forRequest(requestId: string): CapturedEvent[] {
+    return this.events.filter((e) => e.properties?.request_id === requestId);
+  }
+
+  /** Waits until `predicate` holds over the events received, or fails after `timeoutMs`. */
+  async waitFor(predicate: (events: CapturedEvent[]) => boolean, timeoutMs = 10_000): Promise<CapturedEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (predicate(this.events)) return this.events;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    throw new Error(`capture server: condition not met within ${timeoutMs} ms; received ${this.events.map((e) => e.event).join(', ') || 'nothing'}`);
+  }
+
+  reset(): void {
+    this.bodies.length = 0;
+    this.decodedCache = [];
+    this.decodedUpTo = 0;
+    this.requests = 0;
+  }
+
+  private handle(req: IncomingMessage, res: ServerResponse): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      this.requests++;
+      const behaviour = this.behaviour;
+      if (behaviour.kind === 'hang') {
+        this.hanging.add(res);
+        return;
+      }
+      if (behaviour.kind === 'status') {
+        res.writeHead(behaviour.status, { 'Content-Type': 'application/json' }).end('{"error":"injected"}');
+        return;
+      }
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method === 'POST' && (path === '/batch/' || path === '/batch' || path === '/capture/' || path === '/i/v0/e/')) {
+        const body = Buffer.concat(chunks);
+        this.bodies.push({ body, gzip: req.headers['content-encoding'] === 'gzip', path });
+        if (!this.keepRaw) void this.events;
+      }
+      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":1}');
+    });
+  }
+}
