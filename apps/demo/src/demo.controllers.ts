@@ -86,7 +86,8 @@ export class DemoController {
 
   @Get('slow')
   async slow(@Query('ms') ms?: string) {
-    const wait = Math.min(Math.max(Number(ms) || 1000, 0), 10_000);
+    const asked = ms === undefined || ms === '' ? 1000 : Number(ms);
+    const wait = Number.isFinite(asked) ? Math.min(Math.max(asked, 0), 10_000) : 1000;
     await new Promise((resolve) => setTimeout(resolve, wait));
     return { waited_ms: wait };
   }
