@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import type { INestApplication, ModuleMetadata } from '@nestjs/common';
+import type { INestApplication, LoggerService, ModuleMetadata } from '@nestjs/common';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { TelemetryModule, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
@@ -11,21 +11,27 @@ export const ADAPTERS: AdapterName[] = ['express', 'fastify'];
 /**
  * The demo's routes with the telemetry module, on the given HTTP adapter,
  * listening on 127.0.0.1 (supertest talks to it over real HTTP).
+ * `extra.telemetryModule` replaces `TelemetryModule.forRoot(telemetry)` (for forRootAsync).
  */
 export async function createTestApp(
   adapter: AdapterName,
   telemetry: TelemetryModuleOptions,
-  extra: ModuleMetadata = {},
+  extra: ModuleMetadata & { logger?: LoggerService | false; telemetryModule?: unknown } = {},
 ): Promise<INestApplication> {
+  const logger = extra.logger ?? false;
   const moduleRef = await Test.createTestingModule({
-    imports: [TelemetryModule.forRoot({ environment: 'test', ...telemetry }), DemoModule, ...(extra.imports ?? [])],
+    imports: [
+      (extra.telemetryModule as never) ?? TelemetryModule.forRoot({ environment: 'test', ...telemetry }),
+      DemoModule,
+      ...(extra.imports ?? []),
+    ],
     controllers: extra.controllers ?? [],
     providers: extra.providers ?? [],
   }).compile();
   const app =
     adapter === 'fastify'
-      ? moduleRef.createNestApplication(new FastifyAdapter(), { logger: false })
-      : moduleRef.createNestApplication({ logger: false });
+      ? moduleRef.createNestApplication(new FastifyAdapter(), { logger })
+      : moduleRef.createNestApplication({ logger });
   await app.init();
   if (adapter === 'fastify') await (app.getHttpAdapter().getInstance() as { ready(): Promise<void> }).ready();
   await app.listen(0, '127.0.0.1');

@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { PostHog } from 'posthog-node';
 import { performance } from 'node:perf_hooks';
 import { categorizeError } from './error-categorizer.js';
@@ -44,7 +44,7 @@ export interface CaptureSlowRequestInput {
  * app's own calls. Every path is wrapped so telemetry never throws into the app.
  */
 @Injectable()
-export class PostHogTelemetryService implements OnApplicationShutdown {
+export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('Telemetry');
   private readonly loggedFailures = new Set<string>();
   private readonly unregister: () => void;
@@ -114,6 +114,12 @@ export class PostHogTelemetryService implements OnApplicationShutdown {
   shutdown(): Promise<void> {
     this.shutDown ??= this.shutdownOnce();
     return this.shutDown;
+  }
+
+  onApplicationBootstrap(): void {
+    if (this.options.enabled && this.options.apiKey === undefined) {
+      this.logger.log('No POSTHOG_API_KEY: local mode, each event is logged here and nothing is sent.');
+    }
   }
 
   async onApplicationShutdown(): Promise<void> {

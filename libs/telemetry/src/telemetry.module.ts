@@ -1,4 +1,4 @@
-import { Logger, MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import { MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
 import { APP_FILTER, APP_INTERCEPTOR } from '@nestjs/core';
 import { PostHog } from 'posthog-node';
 import type { EventSink } from './event-sink.js';
@@ -36,10 +36,7 @@ function createPostHogClient(options: ResolvedTelemetryOptions): PostHog {
 }
 
 function createEventSink(options: ResolvedTelemetryOptions): EventSink {
-  if (options.apiKey === undefined || !options.enabled) {
-    if (options.enabled) new Logger('Telemetry').log('No POSTHOG_API_KEY: local mode, events are logged and not sent.');
-    return new LocalLogSink();
-  }
+  if (options.apiKey === undefined || !options.enabled) return new LocalLogSink();
   const p = { ...SENDER_DEFAULTS, ...options.posthogOptions };
   return new PostHogBatchSender({
     host: options.host,

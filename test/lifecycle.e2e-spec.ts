@@ -1,0 +1,239 @@
+import { ConsoleLogger, Injectable, Module } from '@nestjs/common';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { resolve } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import {
+  getRequestContext,
+  PostHogTelemetryService,
+  TelemetryModule,
+  type TelemetryModuleOptions,
+} from 'nestjs-posthog-telemetry';
+import request from 'supertest';
+import { CaptureServer } from './support/capture-server.js';
+import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
+
+/** A logger that keeps what the app logs, to read local mode's lines. */
+class RecordingLogger extends ConsoleLogger {
+  readonly lines: string[] = [];
+  log(message: unknown, context?: string) {
+    this.lines.push(`${context ?? ''} ${String(message)}`);
+  }
+  warn(message: unknown, context?: string) {
+    this.lines.push(`${context ?? ''} ${String(message)}`);
+  }
+  error(message: unknown, context?: string) {
+    this.lines.push(`${context ?? ''} ${String(message)}`);
+  }
+  debug() {}
+  verbose() {}
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((done) => server.close(() => done()));
+  return port;
+}
+
+describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
+  let capture: CaptureServer;
+
+  beforeEach(async () => {
+    capture = await new CaptureServer().start();
+  });
+  afterEach(async () => {
+    await capture.stop();
+  });
+
+  it('delivers every queued event on app.close()', async () => {
+    // Nothing leaves before close: batches of 1000 and a one-minute interval.
+    const app = await createTestApp(adapter, sendingTo(capture.url, { posthogOptions: { flushAt: 1000, flushInterval: 60_000 } }));
+    const http = request(app.getHttpServer());
+    for (let i = 0; i < 40; i++) await http.get(`/items/${(i % 2) + 1}`).set('X-Request-ID', `close-${i}`).expect(200);
+    await new Promise((done) => setTimeout(done, 100));
+    expect(capture.events).toHaveLength(0);
+    await app.close();
+    const delivered = capture.eventsNamed('api_request').map((e) => e.properties.request_id).sort();
+    expect(delivered).toEqual(Array.from({ length: 40 }, (_, i) => `close-${i}`).sort());
+  });
+
+  it('answers requests normally while PostHog hangs, and close() returns within shutdownTimeoutMs', async () => {
+    capture.behaviour = { kind: 'hang' };
+    const shutdownTimeoutMs = 400;
+    const app = await createTestApp(adapter, sendingTo(capture.url, { shutdownTimeoutMs }));
+    const http = request(app.getHttpServer());
+    for (let i = 0; i < 20; i++) {
+      const res = await http.get('/items/1');
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ id: 1, name: 'Popcorn' });
+    }
+    await http.get('/errors/application').expect(500);
+    expect(capture.requests).toBeGreaterThan(0); // the sender did try
+    const started = Date.now();
+    await app.close();
+    // A bound, not a speed goal: close must not wait for PostHog beyond the timeout (plus slack for the app's own close).
+    expect(Date.now() - started).toBeLessThan(shutdownTimeoutMs + 3000);
+  });
+
+  it('answers requests normally when nothing listens at the PostHog host', async () => {
+    const app = await createTestApp(adapter, sendingTo(`http://127.0.0.1:${await freePort()}`, { shutdownTimeoutMs: 300 }));
+    const http = request(app.getHttpServer());
+    await http.get('/items/2').expect(200, { id: 2, name: 'Soda' });
+    await http.get('/errors/quota').expect(500);
+    await app.close();
+  });
+
+  it('runs in local mode with no API key: one log line per event, nothing on the network', async () => {
+    const logger = new RecordingLogger();
+    const app = await createTestApp(adapter, { host: capture.url, apiKey: '' }, { logger });
+    const http = request(app.getHttpServer());
+    await http.get('/items/1').set('X-Request-ID', 'local-1').expect(200);
+    await http.get('/errors/connection').set('X-Request-ID', 'local-2').expect(500);
+    await http.post('/chat').set('X-Request-ID', 'local-3').send({ message: 'hi' }).expect(201);
+    await app.close();
+    const eventLines = logger.lines.filter((l) => l.startsWith('Telemetry ') && /request_id/.test(l));
+    expect(eventLines.some((l) => l.includes('api_request') && l.includes('"request_id":"local-1"') && l.includes('"/items/:id"'))).toBe(true);
+    expect(eventLines.some((l) => l.includes('api_error') && l.includes('"error_type":"connection_error"'))).toBe(true);
+    expect(eventLines.some((l) => l.includes('chat_message_sent') && l.includes('"request_id":"local-3"'))).toBe(true);
+    for (const line of eventLines) expect(line).not.toContain('\n');
+    expect(logger.lines.some((l) => l.includes('local mode'))).toBe(true);
+    expect(capture.requests).toBe(0);
+  });
+
+  it('sends nothing when disabled, and still returns request ids', async () => {
+    const app = await createTestApp(adapter, sendingTo(capture.url, { enabled: false }));
+    const http = request(app.getHttpServer());
+    const res = await http.get('/items/1').set('X-Request-ID', 'off-1').expect(200);
+    expect(res.headers['x-request-id']).toBe('off-1');
+    await http.get('/errors/application').expect(500);
+    await http.post('/chat').send({ message: 'x' }).expect(201);
+    await app.close();
+    expect(capture.requests).toBe(0);
+  });
+
+  it('tags internal users instead of dropping them when asked', async () => {
+    const app = await createTestApp(adapter, sendingTo(capture.url, { internalDomains: ['staff.example'], internalUsers: 'tag' }));
+    await request(app.getHttpServer()).get('/me').set('X-Request-ID', 'staff-tag').set('Authorization', 'Bearer bob@staff.example').expect(200);
+    await app.close();
+    const [event] = capture.forRequest('staff-tag');
+    expect(event.properties).toMatchObject({ is_internal_user: true, user_id: 'bob@staff.example' });
+  });
+});
+
+describe('configuration', () => {
+  let capture: CaptureServer;
+  beforeEach(async () => {
+    capture = await new CaptureServer().start();
+  });
+  afterEach(async () => {
+    await capture.stop();
+  });
+
+  it('reads POSTHOG_API_KEY, POSTHOG_HOST, SLOW_THRESHOLD and POSTHOG_INTERNAL_DOMAINS when given no options', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      POSTHOG_API_KEY: 'phc_from_env',
+      POSTHOG_HOST: capture.url,
+      SLOW_THRESHOLD: '0.05',
+      POSTHOG_INTERNAL_DOMAINS: 'staff.example',
+      ENVIRONMENT: 'staging',
+    });
+    try {
+      const app = await createTestApp('express', {}, { telemetryModule: TelemetryModule.forRoot() });
+      const http = request(app.getHttpServer());
+      await http.get('/slow?ms=120').set('X-Request-ID', 'env-slow').expect(200);
+      await http.get('/me').set('X-Request-ID', 'env-staff').set('Authorization', 'Bearer eve@staff.example').expect(200);
+      await app.close();
+    } finally {
+      process.env = saved;
+    }
+    const body = JSON.parse(gunzipSync(capture.bodies[0].body).toString());
+    expect(body.api_key).toBe('phc_from_env');
+    const [slow] = capture.eventsNamed('slow_request', (e) => e.properties.request_id === 'env-slow');
+    expect(slow.properties).toMatchObject({ threshold_ms: 50, environment: 'staging' });
+    expect(capture.forRequest('env-staff')).toEqual([]);
+  });
+
+  it('builds the options with forRootAsync (useFactory with inject, and useClass)', async () => {
+    @Injectable()
+    class Settings {
+      readonly host = capture.url;
+    }
+    @Module({ providers: [Settings], exports: [Settings] })
+    class SettingsModule {}
+
+    @Injectable()
+    class TelemetryConfig {
+      create(): TelemetryModuleOptions {
+        return sendingTo(capture.url, { environment: 'from-class' });
+      }
+    }
+
+    const byFactory = await createTestApp(
+      'express',
+      {},
+      {
+        telemetryModule: TelemetryModule.forRootAsync({
+          imports: [SettingsModule],
+          inject: [Settings],
+          useFactory: (settings: Settings) => sendingTo(settings.host, { environment: 'from-factory' }),
+        }),
+      },
+    );
+    await request(byFactory.getHttpServer()).get('/items/1').set('X-Request-ID', 'async-factory').expect(200);
+    await byFactory.close();
+
+    const byClass = await createTestApp('express', {}, { telemetryModule: TelemetryModule.forRootAsync({ useClass: TelemetryConfig }) });
+    await request(byClass.getHttpServer()).get('/items/1').set('X-Request-ID', 'async-class').expect(200);
+    await byClass.close();
+
+    expect(capture.forRequest('async-factory')[0].properties.environment).toBe('from-factory');
+    expect(capture.forRequest('async-class')[0].properties.environment).toBe('from-class');
+  });
+
+  it('captures outside requests without a request context', async () => {
+    const app = await createTestApp('express', sendingTo(capture.url));
+    expect(getRequestContext()).toBeUndefined();
+    app.get(PostHogTelemetryService).capture('nightly_job_done', { items: 3 });
+    await app.close();
+    const [event] = capture.eventsNamed('nightly_job_done');
+    expect(event.properties).toMatchObject({ items: 3, environment: 'test', user_id: 'anonymous' });
+    expect(event.properties.request_id).toBeUndefined();
+  });
+});
+
+describe('the demo process', () => {
+  const main = resolve('dist/apps/demo/src/main.js');
+
+  it('delivers every queued event on SIGTERM (shutdown hooks)', async () => {
+    // The README's test command builds first; this test runs the built demo as a real process.
+    expect(existsSync(main)).toBe(true);
+    const capture = await new CaptureServer().start();
+    const port = await freePort();
+    const child = spawn(process.execPath, [main], {
+      env: { ...process.env, POSTHOG_API_KEY: 'phc_sigterm', POSTHOG_HOST: capture.url, PORT: String(port), NODE_ENV: 'test' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    const exited = new Promise<void>((done) => child.once('exit', () => done()));
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!output.includes('Demo API') && Date.now() < deadline) await new Promise((done) => setTimeout(done, 50));
+      expect(output).toContain('Demo API');
+      const http = request(`http://127.0.0.1:${port}`);
+      // 30 events stay queued: the default batch is 100 and the interval 1 s.
+      for (let i = 0; i < 30; i++) await http.get('/items/1').set('X-Request-ID', `sigterm-${i}`).expect(200);
+      child.kill('SIGTERM');
+      await exited;
+      expect(capture.eventsNamed('api_request', (e) => String(e.properties.request_id).startsWith('sigterm-'))).toHaveLength(30);
+    } finally {
+      child.kill('SIGKILL');
+      await capture.stop();
+    }
+  });
+});
