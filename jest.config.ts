@@ -14,6 +14,7 @@ const config: Config = {
   },
   testMatch: ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
   testTimeout: 30_000,
+  reporters: ['default', '<rootDir>/test/support/summary-reporter.cjs'],
 };
 
 export default config;

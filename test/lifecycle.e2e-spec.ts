@@ -114,6 +114,27 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
     expect(capture.requests).toBe(0);
   });
 
+  it('records the full route template under a global prefix', async () => {
+    const app = await createTestApp(adapter, sendingTo(capture.url), { globalPrefix: 'api' });
+    await request(app.getHttpServer()).get('/api/items/2').set('X-Request-ID', 'prefixed').expect(200);
+    await app.close();
+    expect(capture.forRequest('prefixed')[0].properties.endpoint).toBe('/api/items/:id');
+  });
+
+  it('records a client that went away before the response as 499, with no api_error', async () => {
+    const app = await createTestApp(adapter, sendingTo(capture.url));
+    const { port } = app.getHttpServer().address() as { port: number };
+    const controller = new AbortController();
+    const gone = fetch(`http://127.0.0.1:${port}/slow?ms=400`, { headers: { 'X-Request-ID': 'went-away' }, signal: controller.signal });
+    setTimeout(() => controller.abort(), 100);
+    await expect(gone).rejects.toThrow();
+    await capture.waitFor(() => capture.forRequest('went-away').length > 0);
+    await app.close();
+    const events = capture.forRequest('went-away');
+    expect(events.map((e) => e.event)).toEqual(['api_request']);
+    expect(events[0].properties).toMatchObject({ status_code: 499, success: false, endpoint: '/slow' });
+  });
+
   it('tags internal users instead of dropping them when asked', async () => {
     const app = await createTestApp(adapter, sendingTo(capture.url, { internalDomains: ['staff.example'], internalUsers: 'tag' }));
     await request(app.getHttpServer()).get('/me').set('X-Request-ID', 'staff-tag').set('Authorization', 'Bearer bob@staff.example').expect(200);

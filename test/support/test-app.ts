@@ -16,7 +16,7 @@ export const ADAPTERS: AdapterName[] = ['express', 'fastify'];
 export async function createTestApp(
   adapter: AdapterName,
   telemetry: TelemetryModuleOptions,
-  extra: ModuleMetadata & { logger?: LoggerService | false; telemetryModule?: unknown } = {},
+  extra: ModuleMetadata & { logger?: LoggerService | false; telemetryModule?: unknown; globalPrefix?: string } = {},
 ): Promise<INestApplication> {
   const logger = extra.logger ?? false;
   const moduleRef = await Test.createTestingModule({
@@ -32,6 +32,7 @@ export async function createTestApp(
     adapter === 'fastify'
       ? moduleRef.createNestApplication(new FastifyAdapter(), { logger })
       : moduleRef.createNestApplication({ logger });
+  if (extra.globalPrefix) app.setGlobalPrefix(extra.globalPrefix);
   await app.init();
   if (adapter === 'fastify') await (app.getHttpAdapter().getInstance() as { ready(): Promise<void> }).ready();
   await app.listen(0, '127.0.0.1');
