@@ -12,18 +12,18 @@ import { routeTemplateOf } from './route-template.js';
 @Catch()
 export class TelemetryExceptionFilter extends BaseExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
-    if (host.getType() === 'http') {
-      try {
-        const request = host.switchToHttp().getRequest();
-        const state = stateOfRequest(request);
-        if (state) {
-          state.noteError(exception);
-          state.adapterRequest = request;
-          state.endpoint ??= routeTemplateOf(request, state.entryRoute);
-        }
-      } catch {
-        /* the response below matters more than the note */
+    // A global filter also sees GraphQL, RPC and WebSocket errors: hand those back untouched.
+    if (host.getType() !== 'http') throw exception;
+    try {
+      const request = host.switchToHttp().getRequest();
+      const state = stateOfRequest(request);
+      if (state) {
+        state.noteError(exception);
+        state.adapterRequest = request;
+        state.endpoint ??= routeTemplateOf(request, state.entryRoute);
       }
+    } catch {
+      /* the response below matters more than the note */
     }
     super.catch(exception, host);
   }
