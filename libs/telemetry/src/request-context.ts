@@ -23,7 +23,7 @@ export interface TelemetryRequestContext {
  * (middleware) to where it ends (the response's `close`). Internal.
  */
 export class RequestState implements TelemetryRequestContext {
-  /** Route template, once a route matched (interceptor or exception filter). */
+  /** Route template, once a route matched (guard or exception filter). */
   endpoint?: string;
   /** No events for this request (`@SkipTelemetry()` or an excluded path). */
   skip = false;

@@ -8,7 +8,7 @@ import { resolveRequestId } from './request-id.js';
 import { pathOf } from './route-template.js';
 import { POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import { isExcludedPath, type ResolvedTelemetryOptions } from './telemetry.options.js';
-import { posthogContextOf } from './posthog-context.js';
+import { runInRequestContext } from './posthog-context.js';
 
 /** Longest frontend session or distinct id kept; longer ones are ignored. */
 const MAX_TRACING_HEADER = 200;
@@ -32,6 +32,7 @@ function tracingHeader(value: string | string[] | undefined): string | undefined
 @Injectable()
 export class TelemetryMiddleware implements NestMiddleware {
   private readonly responseHeader: string;
+  private readonly resolveUser = (state: RequestState) => void this.telemetry.resolveUser(state);
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
@@ -65,6 +66,6 @@ export class TelemetryMiddleware implements NestMiddleware {
     } catch {
       return next(); // telemetry never stands between a request and the app
     }
-    this.posthog.withContext(posthogContextOf(state, this.options.environment), () => next(), { fresh: true });
+    runInRequestContext(this.posthog, state, this.options.environment, this.resolveUser, next);
   }
 }

@@ -1,5 +1,5 @@
 import { MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
-import { APP_FILTER, APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { PostHog } from 'posthog-node';
 import type { EventSink } from './event-sink.js';
 import { LocalLogSink } from './local-log-sink.js';
@@ -7,7 +7,7 @@ import { PostHogBatchSender } from './posthog-batch-sender.js';
 import { PostHogTelemetryService } from './posthog-telemetry.service.js';
 import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import { TelemetryExceptionFilter } from './telemetry-exception.filter.js';
-import { TelemetryInterceptor } from './telemetry.interceptor.js';
+import { TelemetryGuard } from './telemetry.guard.js';
 import { TelemetryMiddleware } from './telemetry.middleware.js';
 import {
   ASYNC_OPTIONS_TYPE,
@@ -68,7 +68,7 @@ function createEventSink(options: ResolvedTelemetryOptions): EventSink {
     { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS], useFactory: createEventSink },
     PostHogTelemetryService,
     TelemetryMiddleware,
-    { provide: APP_INTERCEPTOR, useClass: TelemetryInterceptor },
+    { provide: APP_GUARD, useClass: TelemetryGuard },
     { provide: APP_FILTER, useClass: TelemetryExceptionFilter },
   ],
   exports: [PostHogTelemetryService, POSTHOG_CLIENT],

@@ -1,0 +1,35 @@
+import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { stateOfRequest } from './request-context.js';
+import { routeTemplateOf } from './route-template.js';
+import { SKIP_TELEMETRY } from './telemetry.constants.js';
+
+/**
+ * Where a request meets its route. A global guard that always lets the request
+ * through: it is the first code that knows the handler, so it records the route
+ * template and `@SkipTelemetry()` before the app's own guards can reject the
+ * request. A guard rather than an interceptor because Nest runs an interceptor
+ * through an rxjs pipeline on every request, which cost more than all the
+ * module's own work together (see the README's overhead section).
+ */
+@Injectable()
+export class TelemetryGuard implements CanActivate {
+  constructor(private readonly reflector: Reflector) {}
+
+  canActivate(context: ExecutionContext): boolean {
+    if (context.getType() !== 'http') return true;
+    try {
+      const request = context.switchToHttp().getRequest();
+      const state = stateOfRequest(request);
+      if (!state) return true;
+      state.adapterRequest = request;
+      state.endpoint = routeTemplateOf(request, state.entryRoute) ?? state.endpoint;
+      if (this.reflector.getAllAndOverride<boolean>(SKIP_TELEMETRY, [context.getHandler(), context.getClass()])) {
+        state.skip = true;
+      }
+    } catch {
+      /* never stand between a request and its route */
+    }
+    return true;
+  }
+}
