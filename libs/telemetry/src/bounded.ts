@@ -5,11 +5,19 @@ const MAX_DEPTH = 5;
 /** Most keys or items kept per object or array in custom properties. */
 const MAX_ITEMS = 100;
 
-/** Cuts `text` to `max` characters, saying how much was cut. */
+/** Most values visited in one custom property tree: shared references cannot multiply the work. */
+const MAX_NODES = 1000;
+/** Most string characters kept in one custom property tree. */
+const MAX_TOTAL_CHARS = 32_768;
+
+/** Cuts `text` to at most `max` characters, saying how many were cut when there is room to. */
 export function truncate(text: string, max: number = MAX_STRING_LENGTH): string {
   if (text.length <= max) return text;
-  const note = `… [truncated ${text.length - max} chars]`;
-  return text.slice(0, Math.max(0, max - note.length)) + note;
+  const noteFor = (keep: number) => `… [truncated ${text.length - keep} chars]`;
+  let keep = max - noteFor(max).length;
+  keep = max - noteFor(keep).length; // the count may have gained a digit
+  if (keep <= 0) return text.slice(0, max);
+  return text.slice(0, keep) + noteFor(keep);
 }
 
 /** A readable string for any thrown or passed value, never throwing itself. */
@@ -19,7 +27,7 @@ export function safeString(value: unknown, max: number = MAX_STRING_LENGTH): str
     if (value === null) return 'null';
     if (value === undefined) return 'undefined';
     if (typeof value === 'symbol') return truncate(value.toString(), max);
-    if (typeof value === 'bigint') return value.toString() + 'n';
+    if (typeof value === 'bigint') return truncate(value.toString() + 'n', max);
     if (typeof value === 'object') {
       const json = safeJson(value, max);
       if (json !== undefined) return json;
@@ -32,28 +40,45 @@ export function safeString(value: unknown, max: number = MAX_STRING_LENGTH): str
 
 function safeJson(value: object, max: number): string | undefined {
   try {
-    const json = JSON.stringify(toBoundedJson(value, 0, new WeakSet()));
+    const json = JSON.stringify(toBoundedJson(value));
     return json === undefined ? undefined : truncate(json, max);
   } catch {
     return undefined;
   }
 }
 
+interface Budget {
+  nodes: number;
+  chars: number;
+}
+
 /**
  * A JSON-safe, bounded copy of a custom property value: long strings cut,
  * deep or wide structures trimmed, circular references, BigInt, symbols,
- * functions and throwing getters turned into plain strings. Never throws.
+ * functions and throwing getters turned into plain strings, and a budget on
+ * the whole tree (values visited, characters kept). Never throws.
  */
-export function toBoundedJson(value: unknown, depth = 0, seen: WeakSet<object> = new WeakSet()): unknown {
+export function toBoundedJson(value: unknown): unknown {
+  return bounded(value, 0, new WeakSet(), { nodes: MAX_NODES, chars: MAX_TOTAL_CHARS });
+}
+
+function boundedString(text: string, budget: Budget): string {
+  const kept = truncate(text, Math.max(0, Math.min(MAX_STRING_LENGTH, budget.chars)));
+  budget.chars -= kept.length;
+  return kept;
+}
+
+function bounded(value: unknown, depth: number, seen: WeakSet<object>, budget: Budget): unknown {
+  if (--budget.nodes < 0) return undefined;
   switch (typeof value) {
     case 'string':
-      return truncate(value);
+      return boundedString(value, budget);
     case 'number':
       return Number.isFinite(value) ? value : String(value);
     case 'boolean':
       return value;
     case 'bigint':
-      return value.toString();
+      return boundedString(value.toString(), budget);
     case 'undefined':
       return undefined;
     case 'symbol':
@@ -67,14 +92,15 @@ export function toBoundedJson(value: unknown, depth = 0, seen: WeakSet<object> =
   if (depth >= MAX_DEPTH) return '[Too deep]';
   try {
     if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? null : obj.toISOString();
-    if (obj instanceof Error) return safeString(`${obj.name}: ${obj.message}`);
+    if (obj instanceof Error) return boundedString(safeString(`${obj.name}: ${obj.message}`), budget);
     seen.add(obj);
     if (Array.isArray(obj)) {
-      const out = obj.slice(0, MAX_ITEMS).map((item) => toBoundedJson(item, depth + 1, seen));
+      const out = obj.slice(0, MAX_ITEMS).map((item) => bounded(item, depth + 1, seen, budget) ?? null);
       if (obj.length > MAX_ITEMS) out.push(`[${obj.length - MAX_ITEMS} more items]`);
       return out;
     }
-    const out: Record<string, unknown> = {};
+    // No prototype: an own "__proto__" key (from JSON.parse) stays data.
+    const out: Record<string, unknown> = Object.create(null);
     let count = 0;
     for (const key of Object.keys(obj)) {
       if (count++ >= MAX_ITEMS) {
@@ -87,8 +113,8 @@ export function toBoundedJson(value: unknown, depth = 0, seen: WeakSet<object> =
       } catch {
         item = '[unreadable]';
       }
-      const bounded = toBoundedJson(item, depth + 1, seen);
-      if (bounded !== undefined) out[truncate(key, 200)] = bounded;
+      const kept = bounded(item, depth + 1, seen, budget);
+      if (kept !== undefined) out[truncate(key, 200)] = kept;
     }
     return out;
   } catch {

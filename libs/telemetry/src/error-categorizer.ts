@@ -24,12 +24,14 @@ const CONNECTION_CODES = new Set([
 const CONNECTION_MESSAGE = /socket hang up|client (?:disconnected|closed|aborted)|request aborted|\bECONNRESET\b|\bEPIPE\b|\bECONNABORTED\b/i;
 
 const CONTENT_FILTER_CODES = new Set(['content_filter', 'content_policy_violation', 'responsible_ai_policy_violation']);
+// Separated words only: an identifier such as `contentFilter` in an ordinary error is no refusal.
 const CONTENT_FILTER_MESSAGE =
-  /content[ _-]?filter|content[ _-]?policy|content management policy|safety system|flagged as (?:potentially )?(?:harmful|inappropriate)/i;
+  /\bcontent[ _]filter|\bcontent[ _]policy|content management policy|safety system|flagged as (?:potentially )?(?:harmful|inappropriate)/i;
 
 const QUOTA_CODES = new Set(['insufficient_quota', 'quota_exceeded', 'billing_hard_limit_reached', 'insufficient_balance']);
+// Provider phrasings, not the bare word "billing" (a `billingAddress` TypeError is no quota error).
 const QUOTA_MESSAGE =
-  /insufficient[_ ]quota|exceeded your (?:current )?quota|quota (?:exceeded|exhausted)|credit balance|insufficient (?:balance|credits?|funds)|billing|payment required/i;
+  /insufficient[_ ]quota|exceeded your (?:current )?quota|quota (?:exceeded|exhausted)|credit balance|insufficient (?:balance|credits?|funds)|billing (?:hard )?limit|billing details|check your (?:plan and )?billing|payment required/i;
 
 /** Longest `cause` chain walked: deep chains cannot cost more than this. */
 const MAX_CAUSE_DEPTH = 5;

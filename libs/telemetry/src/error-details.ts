@@ -24,14 +24,18 @@ function typeName(value: unknown): string {
 }
 
 function messageOf(value: unknown): string {
-  if (value instanceof HttpException) {
-    const response = value.getResponse();
-    if (typeof response === 'string') return safeString(response);
-    const message = (response as { message?: unknown }).message;
-    return safeString(message ?? value.message);
+  try {
+    if (value instanceof HttpException) {
+      const response: unknown = value.getResponse();
+      if (typeof response === 'string') return safeString(response);
+      const message = response !== null && typeof response === 'object' ? (response as { message?: unknown }).message : undefined;
+      return safeString(message ?? value.message);
+    }
+    if (value instanceof Error) return safeString(value.message);
+    return safeString(value);
+  } catch {
+    return '[unreadable message]';
   }
-  if (value instanceof Error) return safeString(value.message);
-  return safeString(value);
 }
 
 function stackOf(value: unknown): string | undefined {

@@ -127,7 +127,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
   }
 
   /**
-   * The end of a request, from the response's `close` (middleware): the one
+   * The end of a request, from the response's `close` (request-entry.ts): the one
    * place that turns a request into its `api_request`, `slow_request` and `api_error`.
    */
   recordRequestEnd(state: RequestState, statusCode: number, finished: boolean): void {

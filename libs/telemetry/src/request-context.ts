@@ -20,7 +20,7 @@ export interface TelemetryRequestContext {
 
 /**
  * Everything the module knows about one request, from where it enters
- * (middleware) to where it ends (the response's `close`). Internal.
+ * (`RequestEntry`) to where it ends (the response's `close`). Internal.
  */
 export class RequestState implements TelemetryRequestContext {
   /** Route template, once a route matched (guard or exception filter). */
@@ -33,8 +33,6 @@ export class RequestState implements TelemetryRequestContext {
   /** The adapter's request (Express or Fastify), which auth guards decorate with `user`. */
   adapterRequest: unknown;
   user?: TelemetryUser;
-  /** The Express route object the middleware ran under, which is not the request's route. */
-  entryRoute: unknown;
   private anonymousId?: string;
 
   constructor(
@@ -47,7 +45,6 @@ export class RequestState implements TelemetryRequestContext {
     rawRequest: unknown,
   ) {
     this.adapterRequest = rawRequest;
-    this.entryRoute = (rawRequest as { route?: unknown } | undefined)?.route;
   }
 
   get distinctId(): string {
@@ -70,7 +67,7 @@ export class RequestState implements TelemetryRequestContext {
   }
 }
 
-/** The state attached to a request by the middleware, given the adapter's or the raw request. */
+/** The state attached to a request by `RequestEntry`, given the adapter's or the raw request. */
 export function stateOfRequest(request: any): RequestState | undefined {
   const raw = request?.raw ?? request;
   const state = raw?.[REQUEST_STATE];

@@ -5,15 +5,12 @@ export const UNMATCHED_ROUTE = '(unmatched)';
  * The route template (`/items/:id`) of a request, never its raw path.
  * Duck-typed so the core needs no adapter types: Fastify exposes
  * `request.routeOptions.url`, Express `request.route.path` (plus `baseUrl`).
- * `entryRoute` is the Express route the middleware itself ran under (Nest
- * mounts middleware as a catch-all route): still seeing it means no route matched.
  */
-export function routeTemplateOf(request: any, entryRoute?: unknown): string | undefined {
+export function routeTemplateOf(request: any): string | undefined {
   const fastifyUrl = request?.routeOptions?.url;
   if (typeof fastifyUrl === 'string') return fastifyUrl;
-  const route = request?.route;
-  const expressPath = route?.path;
-  if (typeof expressPath === 'string' && route !== entryRoute) {
+  const expressPath = request?.route?.path;
+  if (typeof expressPath === 'string') {
     const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
     return base + expressPath;
   }

@@ -20,7 +20,7 @@ export class TelemetryExceptionFilter extends BaseExceptionFilter {
       if (state) {
         state.noteError(exception);
         state.adapterRequest = request;
-        state.endpoint ??= routeTemplateOf(request, state.entryRoute);
+        state.endpoint ??= routeTemplateOf(request);
       }
     } catch {
       /* the response below matters more than the note */

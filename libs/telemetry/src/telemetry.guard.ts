@@ -23,7 +23,7 @@ export class TelemetryGuard implements CanActivate {
       const state = stateOfRequest(request);
       if (!state) return true;
       state.adapterRequest = request;
-      state.endpoint = routeTemplateOf(request, state.entryRoute) ?? state.endpoint;
+      state.endpoint = routeTemplateOf(request) ?? state.endpoint;
       if (this.reflector.getAllAndOverride<boolean>(SKIP_TELEMETRY, [context.getHandler(), context.getClass()])) {
         state.skip = true;
       }

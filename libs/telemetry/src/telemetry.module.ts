@@ -1,4 +1,4 @@
-import { MiddlewareConsumer, Module, NestModule, RequestMethod } from '@nestjs/common';
+import { Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
 import { PostHog } from 'posthog-node';
 import type { EventSink } from './event-sink.js';
@@ -8,7 +8,7 @@ import { PostHogTelemetryService } from './posthog-telemetry.service.js';
 import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import { TelemetryExceptionFilter } from './telemetry-exception.filter.js';
 import { TelemetryGuard } from './telemetry.guard.js';
-import { TelemetryMiddleware } from './telemetry.middleware.js';
+import { RequestEntry } from './request-entry.js';
 import {
   ASYNC_OPTIONS_TYPE,
   ConfigurableTelemetryModule,
@@ -67,13 +67,13 @@ function createEventSink(options: ResolvedTelemetryOptions): EventSink {
     { provide: POSTHOG_CLIENT, inject: [TELEMETRY_OPTIONS], useFactory: createPostHogClient },
     { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS], useFactory: createEventSink },
     PostHogTelemetryService,
-    TelemetryMiddleware,
+    RequestEntry,
     { provide: APP_GUARD, useClass: TelemetryGuard },
     { provide: APP_FILTER, useClass: TelemetryExceptionFilter },
   ],
   exports: [PostHogTelemetryService, POSTHOG_CLIENT],
 })
-export class TelemetryModule extends ConfigurableTelemetryModule implements NestModule {
+export class TelemetryModule extends ConfigurableTelemetryModule {
   /** Options are optional: with none, everything comes from the environment. */
   static forRoot(options: typeof OPTIONS_TYPE = {}) {
     return super.forRoot(options);
@@ -81,9 +81,5 @@ export class TelemetryModule extends ConfigurableTelemetryModule implements Nest
 
   static forRootAsync(options: typeof ASYNC_OPTIONS_TYPE) {
     return super.forRootAsync(options);
-  }
-
-  configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(TelemetryMiddleware).forRoutes({ path: '*', method: RequestMethod.ALL });
   }
 }

@@ -95,13 +95,15 @@ export function defaultResolveUser(request: any): TelemetryUser | undefined {
   return { id: String(id).slice(0, MAX_USER_FIELD), email };
 }
 
-function positiveNumber(name: string, value: unknown, fallback: number): number {
+/** `value` as a non-negative number; anything else warns (quoting what was written) and gives `fallback`. */
+function positiveNumber(name: string, value: unknown, fallback: number, scale = 1): number {
   if (value === undefined) return fallback;
-  const n = typeof value === 'number' ? value : Number(value);
+  const n = (typeof value === 'number' ? value : Number(value)) * scale;
   if (Number.isFinite(n) && n >= 0) return n;
   logger.warn(`${name}=${String(value).slice(0, 50)} is not a non-negative number; using ${fallback}.`);
   return fallback;
 }
+
 
 function blankToUndefined(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
@@ -120,12 +122,12 @@ export function resolveTelemetryOptions(
     apiKey: blankToUndefined(options.apiKey ?? env.POSTHOG_API_KEY),
     host: (blankToUndefined(options.host ?? env.POSTHOG_HOST) ?? DEFAULT_HOST).replace(/\/+$/, ''),
     environment:
-      blankToUndefined(options.environment ?? env.ENVIRONMENT ?? env.NODE_ENV) ?? 'development',
+      blankToUndefined(options.environment) ?? blankToUndefined(env.ENVIRONMENT) ?? blankToUndefined(env.NODE_ENV) ?? 'development',
     enabled: options.enabled ?? true,
     slowThresholdMs:
       options.slowThresholdMs !== undefined
         ? positiveNumber('slowThresholdMs', options.slowThresholdMs, 5000)
-        : positiveNumber('SLOW_THRESHOLD', slowFromEnv === undefined ? undefined : Number(slowFromEnv) * 1000, 5000),
+        : positiveNumber('SLOW_THRESHOLD', slowFromEnv, 5000, 1000),
     internalDomains: domains.map((d) => d.trim().toLowerCase().replace(/^@/, '')).filter(Boolean),
     internalUsers: options.internalUsers ?? 'drop',
     excludePaths: [...(options.excludePaths ?? DEFAULT_EXCLUDE_PATHS)],
@@ -146,7 +148,10 @@ export function isExcludedPath(path: string, excludePaths: ReadonlyArray<string 
         const base = rule.slice(0, -2);
         if (path === base || path.startsWith(base + '/')) return true;
       } else if (path === rule) return true;
-    } else if (rule.test(path)) return true;
+    } else {
+      rule.lastIndex = 0; // a `g` or `y` flag would otherwise make the answer alternate
+      if (rule.test(path)) return true;
+    }
   }
   return false;
 }

@@ -1,14 +1,15 @@
-import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { PostHog } from 'posthog-node';
 import { PostHogTelemetryService } from './posthog-telemetry.service.js';
+import { enterRequestContext } from './posthog-context.js';
 import { REQUEST_STATE, RequestState } from './request-context.js';
 import { resolveRequestId } from './request-id.js';
 import { pathOf } from './route-template.js';
 import { POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import { isExcludedPath, type ResolvedTelemetryOptions } from './telemetry.options.js';
-import { runInRequestContext } from './posthog-context.js';
 
 /** Longest frontend session or distinct id kept; longer ones are ignored. */
 const MAX_TRACING_HEADER = 200;
@@ -23,28 +24,53 @@ function tracingHeader(value: string | string[] | undefined): string | undefined
   return trimmed;
 }
 
+type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
  * Where a request enters: correlation id (kept or made, and returned), the
- * frontend's PostHog ids, the start time, and the async context in which
- * everything after runs. Nest runs it for every path, on Express and Fastify
- * alike, with Node's own request and response objects.
+ * frontend's PostHog ids, the start time, and the async context everything
+ * after runs in.
+ *
+ * It listens to the Node HTTP server's `request` event, ahead of Express or
+ * Fastify, rather than being a Nest middleware: the same code for both
+ * adapters, every request included (404s, requests other middleware rejects),
+ * and none of Nest's per-request middleware routing (see the README's overhead
+ * section).
  */
 @Injectable()
-export class TelemetryMiddleware implements NestMiddleware {
+export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('Telemetry');
   private readonly responseHeader: string;
   private readonly resolveUser = (state: RequestState) => void this.telemetry.resolveUser(state);
+  private readonly listener: RequestListener = (req, res) => this.enter(req, res);
+  private server?: { prependListener(event: 'request', l: RequestListener): unknown; off(event: 'request', l: RequestListener): unknown };
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
     private readonly telemetry: PostHogTelemetryService,
+    private readonly adapterHost: HttpAdapterHost,
   ) {
     this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : options.requestIdHeader;
   }
 
-  use(req: IncomingMessage, res: ServerResponse, next: (error?: unknown) => void): void {
-    const existing = (req as any)[REQUEST_STATE] as RequestState | undefined;
-    if (existing) return next(); // mounted twice (several imports): the first one owns the request
+  onModuleInit(): void {
+    const server = this.adapterHost.httpAdapter?.getHttpServer?.();
+    if (!server || typeof server.prependListener !== 'function') {
+      // An application context or a serverless adapter: there is no HTTP server to listen to.
+      if (this.adapterHost.httpAdapter) this.logger.warn('No Node HTTP server found: requests are not tracked.');
+      return;
+    }
+    this.server = server;
+    server.prependListener('request', this.listener);
+  }
+
+  onApplicationShutdown(): void {
+    this.server?.off('request', this.listener);
+  }
+
+  private enter(req: IncomingMessage, res: ServerResponse): void {
+    if ((req as any)[REQUEST_STATE]) return; // two modules on one server: the first one owns the request
     const startedAt = performance.now();
     let state: RequestState;
     try {
@@ -59,13 +85,13 @@ export class TelemetryMiddleware implements NestMiddleware {
         tracingHeader(headers['x-posthog-distinct-id']),
         req,
       );
-      state.skip = !this.options.enabled || isExcludedPath(pathOf((req as any).originalUrl ?? req.url), this.options.excludePaths);
+      state.skip = !this.options.enabled || isExcludedPath(pathOf(req.url), this.options.excludePaths);
       (req as any)[REQUEST_STATE] = state;
       // `close` fires once the response is sent, or when the client went away first.
       if (!state.skip) res.once('close', () => this.telemetry.recordRequestEnd(state, res.statusCode, res.writableFinished));
+      enterRequestContext(this.posthog, state, this.options.environment, this.resolveUser);
     } catch {
-      return next(); // telemetry never stands between a request and the app
+      /* telemetry never stands between a request and the app */
     }
-    runInRequestContext(this.posthog, state, this.options.environment, this.resolveUser, next);
   }
 }

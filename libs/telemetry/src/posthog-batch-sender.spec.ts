@@ -1,0 +1,329 @@
+import { jest } from '@jest/globals';
+import { Logger } from '@nestjs/common';
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+import { PostHogBatchSender, type BatchSenderOptions } from './posthog-batch-sender.js';
+import type { TelemetryEvent } from './telemetry-events.js';
+import { LIB_NAME, LIB_VERSION } from './version.js';
+
+interface ReceivedRequest {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: { api_key: string; batch: TelemetryEvent[]; sent_at: string };
+}
+
+/** What the fake PostHog does with a request: answer with a status, or never answer. */
+type Answer = number | 'hang';
+
+/** A fake PostHog `/batch/` endpoint on 127.0.0.1. */
+class FakePostHog {
+  readonly requests: ReceivedRequest[] = [];
+  /** Decides each answer; gets the decoded request and its 0-based index. */
+  answer: (request: ReceivedRequest, index: number) => Answer = () => 200;
+  readonly hanging = new Set<ServerResponse>();
+  private readonly sockets = new Set<Socket>();
+  private server?: Server;
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(raw) : raw).toString('utf8');
+        const received: ReceivedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: JSON.parse(text) };
+        const index = this.requests.push(received) - 1;
+        const answer = this.answer(received, index);
+        if (answer === 'hang') {
+          this.hanging.add(res);
+          res.on('close', () => this.hanging.delete(res));
+          return;
+        }
+        res.writeHead(answer, { 'Content-Type': 'application/json' });
+        res.end(answer < 300 ? '{"status":"Ok"}' : '{"error":"nope"}');
+      });
+    });
+    this.server.on('connection', (socket) => {
+      this.sockets.add(socket);
+      socket.on('close', () => this.sockets.delete(socket));
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return this;
+  }
+
+  get host(): string {
+    return `http://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
+  }
+
+  /** Answers every hanging request with `status`. */
+  release(status = 200): void {
+    for (const res of this.hanging) {
+      res.writeHead(status);
+      res.end();
+    }
+    this.hanging.clear();
+  }
+
+  /** Uuids of the events in every request answered (or to be answered) 2xx, in arrival order. */
+  uuids(indexes: number[] = this.requests.map((_, i) => i)): string[] {
+    return indexes.flatMap((i) => this.requests[i].body.batch.map((e) => e.uuid));
+  }
+
+  async stop(): Promise<void> {
+    for (const res of this.hanging) res.destroy();
+    this.hanging.clear();
+    for (const socket of this.sockets) socket.destroy();
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
+
+function event(i: number): TelemetryEvent {
+  return {
+    event: 'api_request',
+    distinct_id: `user-${i}`,
+    properties: { endpoint: '/items/:id', status_code: 200, n: i },
+    timestamp: new Date().toISOString(),
+    uuid: `e${i}`,
+  };
+}
+
+async function waitFor(predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let server: FakePostHog;
+let senders: PostHogBatchSender[];
+let warn: { mockRestore(): void };
+
+function sender(overrides: Partial<BatchSenderOptions> = {}): PostHogBatchSender {
+  const s = new PostHogBatchSender({
+    host: server.host,
+    apiKey: 'phc_test_key',
+    flushAt: 1,
+    flushIntervalMs: 10,
+    maxQueueSize: 100,
+    maxBatchSize: 100,
+    requestTimeoutMs: 5000,
+    retryCount: 3,
+    retryDelayMs: 20,
+    compression: true,
+    ...overrides,
+  });
+  senders.push(s);
+  return s;
+}
+
+beforeEach(async () => {
+  warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+  senders = [];
+  server = await new FakePostHog().start();
+});
+
+afterEach(async () => {
+  server.release(200);
+  await Promise.all(senders.map((s) => s.shutdown(200)));
+  await server.stop();
+  warn.mockRestore();
+});
+
+describe('PostHogBatchSender', () => {
+  it('delivers events as a gzip { api_key, batch, sent_at } body to /batch/', async () => {
+    const s = sender({ flushAt: 3, flushIntervalMs: 60_000 });
+    const events = [event(1), event(2), event(3)];
+    const before = Date.now();
+    for (const e of events) s.enqueue(e);
+    await waitFor(() => server.requests.length === 1);
+
+    const [request] = server.requests;
+    expect(request.method).toBe('POST');
+    expect(request.url).toBe('/batch/');
+    expect(request.headers['content-encoding']).toBe('gzip');
+    expect(request.headers['content-type']).toBe('application/json');
+    expect(request.headers['user-agent']).toBe(`${LIB_NAME}/${LIB_VERSION}`);
+    expect(Object.keys(request.body).sort()).toEqual(['api_key', 'batch', 'sent_at']);
+    expect(request.body.api_key).toBe('phc_test_key');
+    expect(request.body.batch).toEqual(events);
+    expect(new Date(request.body.sent_at).toISOString()).toBe(request.body.sent_at);
+    expect(Date.parse(request.body.sent_at)).toBeGreaterThanOrEqual(before - 1);
+    await sleep(50);
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('sends plain JSON when compression is off', async () => {
+    const s = sender({ compression: false });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 1);
+    expect(server.requests[0].headers['content-encoding']).toBeUndefined();
+    expect(server.uuids()).toEqual(['e1']);
+  });
+
+  it('sends a partial batch after the flush interval', async () => {
+    const s = sender({ flushAt: 100, flushIntervalMs: 30 });
+    s.enqueue(event(1));
+    s.enqueue(event(2));
+    expect(s.pending).toBe(2);
+    expect(server.requests).toHaveLength(0);
+    await waitFor(() => server.requests.length === 1);
+    expect(server.uuids()).toEqual(['e1', 'e2']);
+    expect(s.pending).toBe(0);
+  });
+
+  it('flush() delivers what waits before it resolves', async () => {
+    const s = sender({ flushAt: 100, flushIntervalMs: 60_000 });
+    s.enqueue(event(1));
+    s.enqueue(event(2));
+    await s.flush();
+    expect(server.uuids()).toEqual(['e1', 'e2']);
+  });
+
+  it('retries a 500 and delivers the batch once the server recovers', async () => {
+    server.answer = (_request, index) => (index < 2 ? 500 : 200);
+    const s = sender({ retryCount: 3, retryDelayMs: 20 });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 3);
+    await sleep(150);
+    expect(server.requests).toHaveLength(3);
+    expect(server.requests.map((r) => r.body.batch.map((e) => e.uuid))).toEqual([['e1'], ['e1'], ['e1']]);
+  });
+
+  it.each([408, 429, 502, 503])('retries a %i too', async (status) => {
+    server.answer = (_request, index) => (index === 0 ? status : 200);
+    const s = sender();
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 2);
+    expect(server.uuids()).toEqual(['e1', 'e1']);
+  });
+
+  it('gives up after retryCount retries and goes on with the next events', async () => {
+    server.answer = (request) => (request.body.batch.some((e) => e.uuid === 'e1') ? 500 : 200);
+    const s = sender({ retryCount: 2, retryDelayMs: 10 });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 3);
+    await sleep(150);
+    expect(server.requests).toHaveLength(3);
+    s.enqueue(event(2));
+    await waitFor(() => server.requests.length === 4);
+    expect(server.uuids([3])).toEqual(['e2']);
+  });
+
+  it('retries a request that gets no answer within requestTimeoutMs', async () => {
+    server.answer = (_request, index) => (index === 0 ? 'hang' : 200);
+    const s = sender({ requestTimeoutMs: 100, retryCount: 1, retryDelayMs: 10 });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 2);
+    expect(server.uuids()).toEqual(['e1', 'e1']);
+  });
+
+  it('drops a batch answered 400 without retrying, and keeps sending later events', async () => {
+    server.answer = (request) => (request.body.batch.some((e) => e.uuid === 'e1') ? 400 : 200);
+    const s = sender({ retryCount: 3, retryDelayMs: 10 });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 1);
+    await sleep(200); // longer than every retry delay together (10 + 20 + 40)
+    expect(server.requests).toHaveLength(1);
+    expect(s.pending).toBe(0);
+
+    s.enqueue(event(2));
+    await waitFor(() => server.requests.length === 2);
+    expect(server.uuids([1])).toEqual(['e2']);
+  });
+
+  it.each([401, 403, 404])('does not retry a %i either', async (status) => {
+    server.answer = () => status;
+    const s = sender({ retryDelayMs: 10 });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 1);
+    await sleep(150);
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('splits a batch answered 413 until the parts fit, delivering each event once', async () => {
+    server.answer = (request) => (request.body.batch.length > 2 ? 413 : 200);
+    const s = sender({ flushAt: 7, flushIntervalMs: 60_000 });
+    const all = Array.from({ length: 7 }, (_, i) => event(i));
+    for (const e of all) s.enqueue(e);
+    await waitFor(() => server.requests.filter((r) => r.body.batch.length <= 2).map((r) => r.body.batch.length).reduce((a, b) => a + b, 0) >= 7);
+    await sleep(50);
+
+    const accepted = server.requests.filter((r) => r.body.batch.length <= 2);
+    const rejected = server.requests.filter((r) => r.body.batch.length > 2);
+    expect(rejected[0].body.batch).toHaveLength(7);
+    expect(rejected.length).toBeGreaterThanOrEqual(3); // 7 → 4 + 3, each still too big
+    expect(accepted.flatMap((r) => r.body.batch.map((e) => e.uuid))).toEqual(all.map((e) => e.uuid));
+  });
+
+  it('drops a single event answered 413 without retrying', async () => {
+    server.answer = () => 413;
+    const s = sender({ retryDelayMs: 10 });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 1);
+    await sleep(150);
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('bounds the queue, dropping the oldest events while the server hangs', async () => {
+    server.answer = (_request, index) => (index === 0 ? 'hang' : 200);
+    const s = sender({ maxQueueSize: 5, flushAt: 1, requestTimeoutMs: 10_000 });
+    for (let i = 0; i < 12; i++) s.enqueue(event(i));
+    await waitFor(() => server.requests.length === 1);
+
+    // One batch is in flight, at most maxQueueSize events wait behind it.
+    const inFlight = server.uuids([0]);
+    expect(inFlight).toEqual(['e0']);
+    expect(s.pending).toBeLessThanOrEqual(5);
+
+    server.release(200);
+    await s.flush();
+    await waitFor(() => server.requests.length >= 2);
+    const delivered = server.uuids();
+    expect(delivered).toEqual(['e0', 'e7', 'e8', 'e9', 'e10', 'e11']);
+  });
+
+  it('shutdown(timeoutMs) resolves within about the timeout when the server never answers', async () => {
+    server.answer = () => 'hang';
+    const s = sender({ requestTimeoutMs: 60_000, retryCount: 5, retryDelayMs: 1000 });
+    s.enqueue(event(1));
+    s.enqueue(event(2));
+    await waitFor(() => server.requests.length === 1);
+
+    const timeoutMs = 300;
+    const started = Date.now();
+    await expect(s.shutdown(timeoutMs)).resolves.toBeUndefined();
+    const elapsed = Date.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(timeoutMs - 50);
+    expect(elapsed).toBeLessThan(3 * timeoutMs);
+    expect(s.pending).toBe(0);
+
+    // The in-flight request was aborted; nothing is retried after shutdown.
+    await waitFor(() => server.hanging.size === 0, 2000);
+    await sleep(100);
+    expect(server.requests).toHaveLength(1);
+  });
+
+  it('shutdown delivers what waits when the server is healthy, then refuses new events', async () => {
+    const s = sender({ flushAt: 100, flushIntervalMs: 60_000 });
+    s.enqueue(event(1));
+    s.enqueue(event(2));
+    s.enqueue(event(3));
+    await s.shutdown(2000);
+    expect(server.uuids()).toEqual(['e1', 'e2', 'e3']);
+
+    s.enqueue(event(4));
+    expect(s.pending).toBe(0);
+    await s.flush();
+    await sleep(50);
+    expect(server.requests).toHaveLength(1);
+  });
+});
