@@ -52,6 +52,7 @@ export class PostHogBatchSender implements EventSink {
   private droppedSinceLog = 0;
   private lastDropLog = 0;
   private failureLogged = false;
+  private flushWanted = false;
 
   constructor(private readonly options: BatchSenderOptions) {
     this.url = new URL('/batch/', options.host + '/');
@@ -81,15 +82,15 @@ export class PostHogBatchSender implements EventSink {
   /** Sends now when a batch is full, else within the flush interval. */
   private schedule(): void {
     if (this.sending !== undefined) return;
-    if (this.queue.length >= this.options.flushAt) this.startSending();
+    if (this.queue.length >= this.options.flushAt) this.startSending(false);
     else if (this.timer === undefined) {
-      this.timer = setTimeout(() => this.startSending(), this.options.flushIntervalMs);
+      this.timer = setTimeout(() => this.startSending(true), this.options.flushIntervalMs);
       this.timer.unref();
     }
   }
 
   flush(): Promise<void> {
-    return this.startSending();
+    return this.startSending(true);
   }
 
   async shutdown(timeoutMs: number): Promise<void> {
@@ -100,7 +101,7 @@ export class PostHogBatchSender implements EventSink {
       timeout = setTimeout(() => resolve('timeout'), timeoutMs);
     });
     const drained = (async () => {
-      while (this.queue.length > 0 || this.sending) await this.startSending();
+      while (this.queue.length > 0 || this.sending) await this.startSending(true);
     })();
     const outcome = await Promise.race([drained, deadline]);
     clearTimeout(timeout);
@@ -113,7 +114,14 @@ export class PostHogBatchSender implements EventSink {
     this.agent.destroy();
   }
 
-  private startSending(): Promise<void> {
+  /**
+   * Starts the one sending loop, or joins it. `all`: also send a batch that is
+   * not full (a flush, the interval, shutdown); otherwise only full batches
+   * leave, so events that arrive while a batch is in flight wait for the next
+   * full batch or the interval instead of leaving one request each.
+   */
+  private startSending(all: boolean): Promise<void> {
+    if (all) this.flushWanted = true;
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
@@ -126,9 +134,11 @@ export class PostHogBatchSender implements EventSink {
   }
 
   private async drain(): Promise<void> {
-    while (this.queue.length > 0 && !this.abort.signal.aborted) {
-      const batch = this.queue.splice(0, this.options.maxBatchSize);
-      await this.deliver(batch);
+    while (!this.abort.signal.aborted) {
+      const length = this.queue.length;
+      if (length === 0 || (!this.flushWanted && length < this.options.flushAt)) break;
+      if (length <= this.options.maxBatchSize) this.flushWanted = false; // this batch takes everything asked for
+      await this.deliver(this.queue.splice(0, this.options.maxBatchSize));
     }
   }
 
