@@ -2,6 +2,9 @@ import type { Config } from 'jest';
 
 // Nest 12 is ESM-only, so the tests run as ES modules:
 // node --experimental-vm-modules node_modules/jest/bin/jest.js
+// JEST_SUITE=faults selects the fault-injection suite (`npm run test:faults`) instead of the unit and e2e tests.
+const faults = process.env.JEST_SUITE === 'faults';
+
 const config: Config = {
   testEnvironment: 'node',
   extensionsToTreatAsEsm: ['.ts'],
@@ -12,9 +15,15 @@ const config: Config = {
   transform: {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: '<rootDir>/tsconfig.json' }],
   },
-  testMatch: ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
-  testTimeout: 30_000,
-  reporters: ['default', '<rootDir>/test/support/summary-reporter.cjs'],
+  testMatch: faults
+    ? ['<rootDir>/test/faults/**/*.faults-spec.ts']
+    : ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
+  testTimeout: faults ? 120_000 : 30_000,
+  reporters: [
+    'default',
+    '<rootDir>/test/support/summary-reporter.cjs',
+    ...(faults ? ['<rootDir>/test/support/fault-table-reporter.cjs'] : []),
+  ],
 };
 
 export default config;

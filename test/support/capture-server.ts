@@ -11,8 +11,14 @@ export interface CapturedEvent {
   uuid?: string;
 }
 
-/** How the fake PostHog answers: healthy, failing with a status, or never answering. */
-export type CaptureBehaviour = { kind: 'ok' } | { kind: 'status'; status: number } | { kind: 'hang' };
+/** How the fake PostHog answers: healthy, failing with a status, slowly, or never. */
+export type CaptureBehaviour =
+  | { kind: 'ok' }
+  | { kind: 'status'; status: number }
+  | { kind: 'delay'; ms: number }
+  | { kind: 'hang' }
+  /** 413 for bodies over `maxBytes`, as PostHog does for oversized batches. */
+  | { kind: 'limit'; maxBytes: number };
 
 /**
  * A PostHog capture endpoint on 127.0.0.1 for tests and the benchmark: the real
@@ -33,23 +39,28 @@ export class CaptureServer {
   private decodedUpTo = 0;
 
   get url(): string {
-    const address = this.server?.address() as AddressInfo | null;
-    if (!address) throw new Error('capture server not started');
-    return `http://127.0.0.1:${address.port}`;
+    if (!this.port) throw new Error('capture server not started');
+    return `http://127.0.0.1:${this.port}`;
   }
 
-  async start(): Promise<this> {
+  /** Listens on 127.0.0.1, on `port` when given (to come back where clients expect it after `stop()`). */
+  async start(port = 0): Promise<this> {
     this.server = createServer((req, res) => this.handle(req, res));
     this.server.keepAliveTimeout = 30_000;
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => this.server!.listen(port, '127.0.0.1', resolve));
+    this.port = (this.server.address() as AddressInfo).port;
     return this;
   }
+
+  /** The port of the last `start()`, kept across `stop()`. */
+  port = 0;
 
   async stop(): Promise<void> {
     for (const res of this.hanging) res.destroy();
     this.hanging.clear();
     const server = this.server;
     if (!server) return;
+    this.server = undefined;
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
@@ -104,13 +115,30 @@ export class CaptureServer {
         res.writeHead(behaviour.status, { 'Content-Type': 'application/json' }).end('{"error":"injected"}');
         return;
       }
-      const path = (req.url ?? '/').split('?')[0];
-      if (req.method === 'POST' && (path === '/batch/' || path === '/batch' || path === '/capture/' || path === '/i/v0/e/')) {
-        const body = Buffer.concat(chunks);
-        this.bodies.push({ body, gzip: req.headers['content-encoding'] === 'gzip', path });
-        if (!this.keepRaw) void this.events;
+      if (behaviour.kind === 'limit' && Buffer.concat(chunks).length > behaviour.maxBytes) {
+        res.writeHead(413, { 'Content-Type': 'application/json' }).end('{"error":"too large"}');
+        return;
       }
-      res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":1}');
+      if (behaviour.kind === 'delay') {
+        this.hanging.add(res);
+        setTimeout(() => {
+          this.hanging.delete(res);
+          if (!res.destroyed) this.accept(req, res, chunks);
+        }, behaviour.ms);
+        return;
+      }
+      this.accept(req, res, chunks);
     });
+  }
+
+  /** Keeps a capture body and answers 200, as PostHog does. */
+  private accept(req: IncomingMessage, res: ServerResponse, chunks: Buffer[]): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'POST' && (path === '/batch/' || path === '/batch' || path === '/capture/' || path === '/i/v0/e/')) {
+      const body = Buffer.concat(chunks);
+      this.bodies.push({ body, gzip: req.headers['content-encoding'] === 'gzip', path });
+      if (!this.keepRaw) void this.events;
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{"status":1}');
   }
 }

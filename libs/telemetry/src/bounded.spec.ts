@@ -190,13 +190,13 @@ describe('toBoundedJson', () => {
   });
 
   it('replaces a throwing getter by "[unreadable]"', () => {
-    const obj = Object.defineProperty({ ok: 'yes' }, 'secret', {
+    const obj = Object.defineProperty({ ok: 'yes' }, 'value', {
       enumerable: true,
       get() {
         throw new Error('nope');
       },
     });
-    expect(toBoundedJson(obj)).toEqual({ ok: 'yes', secret: '[unreadable]' });
+    expect(toBoundedJson(obj)).toEqual({ ok: 'yes', value: '[unreadable]' });
   });
 
   it('drops functions and undefined from objects', () => {

@@ -1,3 +1,5 @@
+import { isSensitiveKey, REDACTED } from './redact.js';
+
 /** Longest string sent for an ordinary property (messages, custom values). */
 export const MAX_STRING_LENGTH = 2000;
 /** Deepest nesting kept in custom properties. */
@@ -50,21 +52,32 @@ function safeJson(value: object, max: number): string | undefined {
 interface Budget {
   nodes: number;
   chars: number;
+  redact?: (text: string) => string;
 }
 
 /**
  * A JSON-safe, bounded copy of a custom property value: long strings cut,
  * deep or wide structures trimmed, circular references, BigInt, symbols,
  * functions and throwing getters turned into plain strings, and a budget on
- * the whole tree (values visited, characters kept). Never throws.
+ * the whole tree (values visited, characters kept). Values of sensitive keys
+ * (`password`, `token`, `authorization`, …) become `[REDACTED]`, and strings
+ * pass through `redact` when given. Never throws.
  */
-export function toBoundedJson(value: unknown): unknown {
-  return bounded(value, 0, new WeakSet(), { nodes: MAX_NODES, chars: MAX_TOTAL_CHARS });
+export function toBoundedJson(value: unknown, redact?: (text: string) => string): unknown {
+  return bounded(value, 0, new WeakSet(), { nodes: MAX_NODES, chars: MAX_TOTAL_CHARS, redact });
 }
 
+/** A string cut to the per-string limit and to what the tree's budget has left, counted as serialised JSON. */
 function boundedString(text: string, budget: Budget): string {
-  const kept = truncate(text, Math.max(0, Math.min(MAX_STRING_LENGTH, budget.chars)));
-  budget.chars -= kept.length;
+  const cut = text.length > MAX_STRING_LENGTH * 2 ? text.slice(0, MAX_STRING_LENGTH * 2) : text;
+  const clean = budget.redact ? budget.redact(cut) : cut;
+  let kept = truncate(clean, Math.max(0, Math.min(MAX_STRING_LENGTH, budget.chars)));
+  let cost = JSON.stringify(kept).length - 2; // escapes (control characters: 6 each) count as sent
+  if (cost > budget.chars) {
+    kept = truncate(clean, Math.floor(Math.max(0, budget.chars) / 6));
+    cost = JSON.stringify(kept).length - 2;
+  }
+  budget.chars -= cost;
   return kept;
 }
 
@@ -113,8 +126,9 @@ function bounded(value: unknown, depth: number, seen: WeakSet<object>, budget: B
       } catch {
         item = '[unreadable]';
       }
-      const kept = bounded(item, depth + 1, seen, budget);
-      if (kept !== undefined) out[truncate(key, 200)] = kept;
+      const kept = isSensitiveKey(key) ? REDACTED : bounded(item, depth + 1, seen, budget);
+      if (kept !== undefined) out[boundedString(key, { nodes: 0, chars: Math.min(200, budget.chars) })] = kept;
+      budget.chars -= Math.min(key.length, 200);
     }
     return out;
   } catch {

@@ -23,16 +23,19 @@ function typeName(value: unknown): string {
   }
 }
 
+/** Twice what is sent: redaction runs before the final cut. */
+const MESSAGE_READ_LIMIT = 4000;
+
 function messageOf(value: unknown): string {
   try {
     if (value instanceof HttpException) {
       const response: unknown = value.getResponse();
-      if (typeof response === 'string') return safeString(response);
+      if (typeof response === 'string') return safeString(response, MESSAGE_READ_LIMIT);
       const message = response !== null && typeof response === 'object' ? (response as { message?: unknown }).message : undefined;
-      return safeString(message ?? value.message);
+      return safeString(message ?? value.message, MESSAGE_READ_LIMIT);
     }
-    if (value instanceof Error) return safeString(value.message);
-    return safeString(value);
+    if (value instanceof Error) return safeString(value.message, MESSAGE_READ_LIMIT);
+    return safeString(value, MESSAGE_READ_LIMIT);
   } catch {
     return '[unreadable message]';
   }
@@ -47,10 +50,14 @@ function stackOf(value: unknown): string | undefined {
   }
 }
 
-/** What `api_error` says of a thrown value: works for anything that can be thrown. */
-export function describeError(value: unknown, tracebackLimit: number): ErrorDetails {
+/**
+ * What `api_error` says of a thrown value: works for anything that can be
+ * thrown. `redact` cleans the message and the stack before they are cut, so a
+ * secret is never half kept at the cut.
+ */
+export function describeError(value: unknown, tracebackLimit: number, redact: (text: string) => string = (t) => t): ErrorDetails {
   const exceptionType = typeName(value);
-  const message = messageOf(value);
+  const message = truncate(redact(messageOf(value)));
   // Collect only as much stack text as the limit can hold: megabyte stacks stay cheap.
   const parts: string[] = [];
   let length = 0;
@@ -66,5 +73,5 @@ export function describeError(value: unknown, tracebackLimit: number): ErrorDeta
       current = undefined;
     }
   }
-  return { message, exceptionType, traceback: truncate(parts.join(''), tracebackLimit) };
+  return { message, exceptionType, traceback: truncate(redact(parts.join('')), tracebackLimit) };
 }

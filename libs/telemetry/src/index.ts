@@ -18,3 +18,5 @@ export {
 export { ErrorCategory, categorizeError } from './error-categorizer.js';
 export { isValidRequestId } from './request-id.js';
 export { UNMATCHED_ROUTE } from './route-template.js';
+export { redactSecrets, REDACTED } from './redact.js';
+export type { TelemetryEvent } from './telemetry-events.js';

@@ -105,7 +105,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let server: FakePostHog;
 let senders: PostHogBatchSender[];
-let warn: { mockRestore(): void };
+let warn: ReturnType<typeof jest.spyOn>;
 
 function sender(overrides: Partial<BatchSenderOptions> = {}): PostHogBatchSender {
   const s = new PostHogBatchSender({
@@ -206,16 +206,16 @@ describe('PostHogBatchSender', () => {
     expect(server.uuids()).toEqual(['e1', 'e1']);
   });
 
-  it('gives up after retryCount retries and goes on with the next events', async () => {
-    server.answer = (request) => (request.body.batch.some((e) => e.uuid === 'e1') ? 500 : 200);
-    const s = sender({ retryCount: 2, retryDelayMs: 10 });
+  it('keeps retrying past retryCount while PostHog fails, warns once, and delivers when it recovers', async () => {
+    server.answer = (_request, index) => (index < 4 ? 500 : 200);
+    const s = sender({ retryCount: 1, retryDelayMs: 10 });
     s.enqueue(event(1));
-    await waitFor(() => server.requests.length === 3);
-    await sleep(150);
-    expect(server.requests).toHaveLength(3);
+    await waitFor(() => server.requests.length === 5);
+    expect(server.uuids()).toEqual(['e1', 'e1', 'e1', 'e1', 'e1']);
+    expect(warn.mock.calls.filter(([m]: unknown[]) => /Could not deliver/.test(String(m)))).toHaveLength(1);
     s.enqueue(event(2));
-    await waitFor(() => server.requests.length === 4);
-    expect(server.uuids([3])).toEqual(['e2']);
+    await waitFor(() => server.requests.length === 6);
+    expect(server.uuids([5])).toEqual(['e2']);
   });
 
   it('retries a request that gets no answer within requestTimeoutMs', async () => {

@@ -28,16 +28,15 @@ export interface BatchSenderOptions {
   compression: boolean;
 }
 
-/** A failure that is not worth another try (400, 401, …): the batch is dropped. */
-class PermanentFailure extends Error {}
-
 const DROP_LOG_INTERVAL_MS = 60_000;
+/** Longest wait between two tries of a batch while PostHog is unreachable. */
+const MAX_RETRY_DELAY_MS = 30_000;
 
 /**
  * The one place that sends. Events wait in a bounded in-memory queue and leave
  * in gzip batches to PostHog's `/batch/` endpoint over a keep-alive agent, off
  * the request path: a request only pays for an array push. One batch is in
- * flight at a time; failures are retried with backoff, a 413 splits the batch.
+ * flight at a time; see `deliver` for what happens when PostHog fails.
  */
 export class PostHogBatchSender implements EventSink {
   private readonly logger = new Logger('Telemetry');
@@ -50,12 +49,17 @@ export class PostHogBatchSender implements EventSink {
   private closed = false;
   private readonly abort = new AbortController();
   private droppedSinceLog = 0;
-  private lastDropLog = 0;
-  private failureLogged = false;
+  private dropReason = '';
+  private lastDropLog = -DROP_LOG_INTERVAL_MS;
+  private dropLogTimer?: NodeJS.Timeout;
+  private unreachableSince?: number;
   private flushWanted = false;
+  /** Events of the batch being delivered. */
+  private inFlight = 0;
 
   constructor(private readonly options: BatchSenderOptions) {
-    this.url = new URL('/batch/', options.host + '/');
+    // `${host}/batch/`, as posthog-node does: a host with a path (a reverse proxy) keeps it.
+    this.url = new URL(options.host.replace(/\/+$/, '') + '/batch/');
     this.transport = this.url.protocol === 'https:' ? https : http;
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2 });
   }
@@ -106,11 +110,12 @@ export class PostHogBatchSender implements EventSink {
     const outcome = await Promise.race([drained, deadline]);
     clearTimeout(timeout);
     if (outcome === 'timeout') {
-      const lost = this.queue.length;
+      const lost = this.queue.length + this.inFlight;
       this.queue = [];
       this.abort.abort();
-      this.logger.warn(`Shutdown timed out after ${timeoutMs} ms: ${lost} queued event(s) not delivered to PostHog.`);
+      this.logger.warn(`Shutdown timed out after ${timeoutMs} ms: ${lost} event(s) not delivered to PostHog.`);
     }
+    this.logDrops();
     this.agent.destroy();
   }
 
@@ -138,35 +143,54 @@ export class PostHogBatchSender implements EventSink {
       const length = this.queue.length;
       if (length === 0 || (!this.flushWanted && length < this.options.flushAt)) break;
       if (length <= this.options.maxBatchSize) this.flushWanted = false; // this batch takes everything asked for
-      await this.deliver(this.queue.splice(0, this.options.maxBatchSize));
+      const batch = this.queue.splice(0, this.options.maxBatchSize);
+      this.inFlight = batch.length;
+      await this.deliver(batch);
+      this.inFlight = 0;
     }
   }
 
+  /**
+   * Sends one batch until PostHog takes it. Transient failures (network,
+   * timeout, 5xx, 408, 429) are retried with doubling waits, capped, for as
+   * long as it takes: nothing is lost to a short outage, and memory stays
+   * bounded by the queue. Permanent refusals (400, 401, …) drop the batch;
+   * a 413 splits it. Only shutdown's deadline ends the retries.
+   */
   private async deliver(batch: TelemetryEvent[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    for (let attempt = 0; !this.abort.signal.aborted; attempt++) {
+      let failure: string;
       try {
         const status = await this.post(batch);
+        if (status >= 200 && status < 300) {
+          if (this.unreachableSince !== undefined) {
+            this.logger.log(`PostHog is reachable again after ${Math.round((Date.now() - this.unreachableSince) / 1000)} s; queued events are being delivered.`);
+            this.unreachableSince = undefined;
+          }
+          return;
+        }
         if (status === 413 && batch.length > 1) {
           const half = Math.ceil(batch.length / 2);
           await this.deliver(batch.slice(0, half));
           await this.deliver(batch.slice(half));
           return;
         }
-        if (status >= 200 && status < 300) {
-          this.failureLogged = false;
+        if (status !== 408 && status !== 429 && status < 500) {
+          this.logger.warn(`PostHog refused a batch with ${status}: ${batch.length} event(s) dropped (check the API key and host).`);
+          this.drop(batch.length, `PostHog answered ${status}`);
           return;
         }
-        if (status !== 408 && status !== 429 && status < 500) throw new PermanentFailure(`PostHog answered ${status}`);
-        throw new Error(`PostHog answered ${status}`);
+        failure = `PostHog answered ${status}`;
       } catch (error) {
-        const final = error instanceof PermanentFailure || attempt >= this.options.retryCount || this.abort.signal.aborted;
-        if (final) {
-          this.reportFailure(error);
-          this.drop(batch.length, 'PostHog could not take them');
-          return;
-        }
-        await this.sleep(this.options.retryDelayMs * 2 ** attempt);
+        failure = error instanceof Error ? error.message : String(error);
       }
+      if (attempt === this.options.retryCount && this.unreachableSince === undefined && !this.abort.signal.aborted) {
+        this.unreachableSince = Date.now();
+        this.logger.warn(
+          `Could not deliver events to PostHog at ${this.url.origin} (${failure}); retrying every ${MAX_RETRY_DELAY_MS / 1000} s at most, with up to ${this.options.maxQueueSize} events waiting.`,
+        );
+      }
+      await this.sleep(Math.min(this.options.retryDelayMs * 2 ** attempt, MAX_RETRY_DELAY_MS));
     }
   }
 
@@ -215,19 +239,22 @@ export class PostHogBatchSender implements EventSink {
     });
   }
 
-  private reportFailure(error: unknown): void {
-    if (this.failureLogged || this.abort.signal.aborted) return;
-    this.failureLogged = true;
-    this.logger.warn(`Could not deliver events to PostHog at ${this.url.origin}: ${error instanceof Error ? error.message : String(error)}`);
-  }
-
-  /** Counts dropped events and says so at most once a minute. */
+  /** Counts dropped events and says so at most once a minute (and once more at shutdown). */
   private drop(count: number, why: string): void {
     this.droppedSinceLog += count;
-    const now = Date.now();
-    if (now - this.lastDropLog < DROP_LOG_INTERVAL_MS) return;
-    this.lastDropLog = now;
-    this.logger.warn(`Dropped ${this.droppedSinceLog} telemetry event(s): ${why}.`);
+    this.dropReason = why;
+    if (this.dropLogTimer !== undefined) return;
+    const wait = Math.max(0, this.lastDropLog + DROP_LOG_INTERVAL_MS - Date.now());
+    this.dropLogTimer = setTimeout(() => this.logDrops(), wait);
+    this.dropLogTimer.unref();
+  }
+
+  private logDrops(): void {
+    clearTimeout(this.dropLogTimer);
+    this.dropLogTimer = undefined;
+    if (this.droppedSinceLog === 0) return;
+    this.lastDropLog = Date.now();
+    this.logger.warn(`Dropped ${this.droppedSinceLog} telemetry event(s): ${this.dropReason}.`);
     this.droppedSinceLog = 0;
   }
 }

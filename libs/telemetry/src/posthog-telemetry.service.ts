@@ -5,6 +5,7 @@ import { categorizeError } from './error-categorizer.js';
 import { describeError } from './error-details.js';
 import type { EventSink } from './event-sink.js';
 import { currentRequestState, registerContextSource, RequestState, type TelemetryRequestContext, getRequestContext } from './request-context.js';
+import { REDACTED, redactSecrets } from './redact.js';
 import { UNMATCHED_ROUTE } from './route-template.js';
 import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import {
@@ -72,7 +73,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
   capture(event: string, properties?: Record<string, unknown>): void {
     this.guard('capture', () => {
       const identity = this.identityOfCurrentRequest();
-      if (identity) this.send(customEvent(event, identity, properties));
+      if (identity) this.send(customEvent(event, identity, properties, this.redact));
     });
   }
 
@@ -166,14 +167,8 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
   }
 
   private errorEvent(identity: EventIdentity, error: unknown, at: { endpoint: string; method: string; statusCode: number }): TelemetryEvent {
-    let category: string;
-    try {
-      category = categorizeError(error, this.options.categorizeError);
-    } catch (failure) {
-      this.logOnce('categorizeError', failure);
-      category = 'application_error';
-    }
-    return apiErrorEvent(identity, { ...at, category, details: describeError(error, this.options.tracebackLimit) });
+    const category = categorizeError(error, this.customCategory);
+    return apiErrorEvent(identity, { ...at, category, details: describeError(error, this.options.tracebackLimit, this.redact) });
   }
 
   /** Identity of an event sent now: the running request's, or the process's outside requests. `undefined`: drop it. */
@@ -209,8 +204,43 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     return this.options.internalDomains.some((d) => domain === d || domain.endsWith('.' + d));
   }
 
+  /** The app's categories, with a failure logged once; the built-in rules then decide. */
+  private readonly customCategory = this.options.categorizeError
+    ? (error: unknown) => {
+        try {
+          return this.options.categorizeError!(error);
+        } catch (failure) {
+          this.logOnce('categorizeError', failure);
+          return undefined;
+        }
+      }
+    : undefined;
+
+  /** Built-in redaction, then the app's own; if that fails, the text is not sent at all. */
+  private readonly redact = (text: string): string => {
+    const cleaned = redactSecrets(text);
+    if (!this.options.redact) return cleaned;
+    try {
+      const result = this.options.redact(cleaned);
+      return typeof result === 'string' ? result : REDACTED;
+    } catch (error) {
+      this.logOnce('redact', error);
+      return REDACTED;
+    }
+  };
+
+  /** The one way out: the app's `beforeSend`, then the sink. A failing `beforeSend` drops the event. */
   private send(event: TelemetryEvent): void {
-    this.sink.enqueue(event);
+    let outgoing: TelemetryEvent | null | undefined = event;
+    if (this.options.beforeSend) {
+      try {
+        outgoing = this.options.beforeSend(event);
+      } catch (error) {
+        this.logOnce('beforeSend', error);
+        return;
+      }
+    }
+    if (outgoing) this.sink.enqueue(outgoing);
   }
 
   private async shutdownOnce(): Promise<void> {
@@ -230,8 +260,8 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     }
   }
 
-  /** Telemetry's own failures are logged once per kind, never thrown. */
-  private logOnce(what: string, error: unknown): void {
+  /** Telemetry's own failures are logged once per kind, never thrown. Internal. */
+  logOnce(what: string, error: unknown): void {
     if (this.loggedFailures.has(what)) return;
     this.loggedFailures.add(what);
     let reason: string;

@@ -90,8 +90,9 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
       // `close` fires once the response is sent, or when the client went away first.
       if (!state.skip) res.once('close', () => this.telemetry.recordRequestEnd(state, res.statusCode, res.writableFinished));
       enterRequestContext(this.posthog, state, this.options.environment, this.resolveUser);
-    } catch {
-      /* telemetry never stands between a request and the app */
+    } catch (error) {
+      // Telemetry never stands between a request and the app: it goes on untracked.
+      this.telemetry.logOnce('request entry', error);
     }
   }
 }

@@ -104,11 +104,16 @@ export function apiErrorEvent(identity: EventIdentity, f: ApiErrorFields): Telem
 
 /**
  * An event of the app's own (`PostHogTelemetryService.capture`): its properties
- * bounded and made JSON-safe, then the request's correlation properties added
- * where the caller did not set them.
+ * bounded, made JSON-safe and redacted, then the request's correlation
+ * properties added where the caller did not set them.
  */
-export function customEvent(name: string, identity: EventIdentity, properties: Record<string, unknown> | undefined): TelemetryEvent {
-  const own = (toBoundedJson(properties ?? {}) ?? {}) as Record<string, unknown>;
+export function customEvent(
+  name: string,
+  identity: EventIdentity,
+  properties: Record<string, unknown> | undefined,
+  redact?: (text: string) => string,
+): TelemetryEvent {
+  const own = (toBoundedJson(properties ?? {}, redact) ?? {}) as Record<string, unknown>;
   const built = event(truncate(name, 200), identity, {});
   built.properties = { ...built.properties, ...(typeof own === 'object' && !Array.isArray(own) ? own : {}) };
   return built;

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { PostHogOptions } from 'posthog-node';
+import type { TelemetryEvent } from './telemetry-events.js';
 
 /** The user an event belongs to, as returned by `resolveUser`. */
 export interface TelemetryUser {
@@ -40,6 +41,10 @@ export interface TelemetryModuleOptions {
   shutdownTimeoutMs?: number;
   /** Custom error categories, consulted before the built-in ones. */
   categorizeError?: CategorizeError;
+  /** More redaction, after the built-in one, for error messages, tracebacks and string properties of `capture()`. */
+  redact?: (text: string) => string;
+  /** Last look at each event before it is queued: return it (changed or not), or `null` to drop it. */
+  beforeSend?: (event: TelemetryEvent) => TelemetryEvent | null | undefined;
   /**
    * Passed to the posthog-node client (`POSTHOG_CLIENT`). `flushAt`, `flushInterval`,
    * `maxQueueSize`, `requestTimeout`, `fetchRetryCount`, `fetchRetryDelay` and
@@ -79,6 +84,8 @@ export interface ResolvedTelemetryOptions {
   tracebackLimit: number;
   shutdownTimeoutMs: number;
   categorizeError?: CategorizeError;
+  redact?: (text: string) => string;
+  beforeSend?: (event: TelemetryEvent) => TelemetryEvent | null | undefined;
   posthogOptions: Partial<PostHogOptions>;
 }
 
@@ -136,6 +143,8 @@ export function resolveTelemetryOptions(
     tracebackLimit: positiveNumber('tracebackLimit', options.tracebackLimit, 5000),
     shutdownTimeoutMs: positiveNumber('shutdownTimeoutMs', options.shutdownTimeoutMs, 5000),
     categorizeError: options.categorizeError,
+    redact: options.redact,
+    beforeSend: options.beforeSend,
     posthogOptions: { ...(options.posthogOptions ?? {}) },
   };
 }

@@ -1,0 +1,49 @@
+/** What replaces a secret. */
+export const REDACTED = '[REDACTED]';
+
+/** Property names whose values are never sent (matched case-insensitively, `-` and `_` ignored). */
+const SENSITIVE_KEY = /^(?:password|passwd|pwd|secret|token|accesstoken|refreshtoken|idtoken|apikey|authorization|auth|cookie|setcookie|session|sessiontoken|privatekey|clientsecret|creditcard|cardnumber|cvv|ssn)$/;
+
+export function isSensitiveKey(key: string): boolean {
+  return SENSITIVE_KEY.test(key.toLowerCase().replace(/[-_]/g, ''));
+}
+
+/**
+ * Shapes of secrets that turn up in error messages and stack traces. Each
+ * keeps what identifies the kind (`Bearer `, `phc_`, `password=`) and replaces
+ * the secret itself.
+ */
+const SECRET_PATTERNS: Array<[RegExp, string]> = [
+  // Authorization header values
+  [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9\-._~+/]{8,}=*/gi, `$1 ${REDACTED}`],
+  // JSON Web Tokens
+  [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g, REDACTED],
+  // PostHog project and personal keys, OpenAI/Anthropic-style keys, Stripe, GitHub, Slack
+  [/\b(phc|phx)_[A-Za-z0-9]{8,}/g, `$1_${REDACTED}`],
+  [/\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{12,}/g, `sk-${REDACTED}`],
+  [/\b(sk|pk|rk)_(live|test)_[A-Za-z0-9]{8,}/g, `$1_$2_${REDACTED}`],
+  [/\bgh[pousr]_[A-Za-z0-9]{20,}/g, REDACTED],
+  [/\bxox[abprs]-[A-Za-z0-9-]{10,}/g, REDACTED],
+  // AWS access key ids, and secret keys after their usual names
+  [/\b(AKIA|ASIA)[A-Z0-9]{16}\b/g, REDACTED],
+  // Credentials in URLs: scheme://user:password@host
+  [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s:/@]+:[^\s@/]+@/gi, `$1${REDACTED}@`],
+  // Query strings of URLs: they carry tokens, emails, ids
+  [/\b(https?:\/\/[^\s?#"'<>]+)\?(?!\[query removed\])[^\s#"'<>]*/gi, '$1?[query removed]'],
+  // key=value and "key": "value" pairs of sensitive keys
+  [
+    /\b(password|passwd|pwd|secret|token|access_token|refresh_token|api[_-]?key|client_secret|authorization|cookie)(["']?\s*[:=]\s*["']?)[^\s"'&,;}]+/gi,
+    `$1$2${REDACTED}`,
+  ],
+];
+
+/**
+ * Removes obvious secrets from text that leaves the process (error messages,
+ * tracebacks): tokens, API keys, credentials and query strings in URLs,
+ * values of sensitive keys. Never throws.
+ */
+export function redactSecrets(text: string): string {
+  let out = text;
+  for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement);
+  return out;
+}
