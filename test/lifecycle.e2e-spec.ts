@@ -1,5 +1,4 @@
-import { ConsoleLogger, Injectable, Module } from '@nestjs/common';
-import { createServer } from 'node:net';
+import { Injectable, Module } from '@nestjs/common';
 import { gunzipSync } from 'node:zlib';
 import {
   getRequestContext,
@@ -8,32 +7,11 @@ import {
   type TelemetryModuleOptions,
 } from 'nestjs-posthog-telemetry';
 import request from 'supertest';
+import { freePort, RecordingLogger } from './support/recording-logger.js';
 import { CaptureServer } from './support/capture-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 
-/** A logger that keeps what the app logs, to read local mode's lines. */
-class RecordingLogger extends ConsoleLogger {
-  readonly lines: string[] = [];
-  log(message: unknown, context?: string) {
-    this.lines.push(`${context ?? ''} ${String(message)}`);
-  }
-  warn(message: unknown, context?: string) {
-    this.lines.push(`${context ?? ''} ${String(message)}`);
-  }
-  error(message: unknown, context?: string) {
-    this.lines.push(`${context ?? ''} ${String(message)}`);
-  }
-  debug() {}
-  verbose() {}
-}
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((done) => server.close(() => done()));
-  return port;
-}
 
 describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
   let capture: CaptureServer;
@@ -91,12 +69,12 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
     await http.get('/errors/connection').set('X-Request-ID', 'local-2').expect(500);
     await http.post('/chat').set('X-Request-ID', 'local-3').send({ message: 'hi' }).expect(201);
     await app.close();
-    const eventLines = logger.lines.filter((l) => l.startsWith('Telemetry ') && /request_id/.test(l));
+    const eventLines = logger.messagesFrom('Telemetry').filter((l) => /request_id/.test(l));
     expect(eventLines.some((l) => l.includes('api_request') && l.includes('"request_id":"local-1"') && l.includes('"/items/:id"'))).toBe(true);
     expect(eventLines.some((l) => l.includes('api_error') && l.includes('"error_type":"connection_error"'))).toBe(true);
     expect(eventLines.some((l) => l.includes('chat_message_sent') && l.includes('"request_id":"local-3"'))).toBe(true);
     for (const line of eventLines) expect(line).not.toContain('\n');
-    expect(logger.lines.some((l) => l.includes('local mode'))).toBe(true);
+    expect(logger.count(/local mode/)).toBe(1);
     expect(capture.requests).toBe(0);
   });
 

@@ -1,10 +1,10 @@
-import { ConsoleLogger, Controller, Get, type INestApplication } from '@nestjs/common';
+import { Controller, Get, type INestApplication } from '@nestjs/common';
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { POSTHOG_CLIENT, PostHogTelemetryService, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
 import { createBareApp } from '../support/bare-app.js';
+import { freePort, RecordingLogger } from '../support/recording-logger.js';
 import { CaptureServer, type CaptureBehaviour } from '../support/capture-server.js';
 import { createTestApp, sendingTo } from '../support/test-app.js';
 import { FaultReport } from './fault-report.js';
@@ -19,24 +19,6 @@ import { FaultReport } from './fault-report.js';
 
 const report = new FaultReport('outages');
 
-/** A logger that keeps the app's warnings and errors, to count telemetry's own messages. */
-class RecordingLogger extends ConsoleLogger {
-  readonly lines: string[] = [];
-  log(message: unknown) {
-    this.lines.push(String(message));
-  }
-  warn(message: unknown) {
-    this.lines.push(String(message));
-  }
-  error(message: unknown) {
-    this.lines.push(String(message));
-  }
-  debug() {}
-  verbose() {}
-  count(pattern: RegExp): number {
-    return this.lines.filter((l) => pattern.test(l)).length;
-  }
-}
 
 interface Call {
   method: 'GET' | 'POST';
@@ -84,13 +66,6 @@ async function call(base: string, c: Call, requestId?: string): Promise<Answer> 
 
 const baseOf = (app: INestApplication) => `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((done) => server.close(() => done()));
-  return port;
-}
 
 function heapMiB(): number {
   (globalThis as { gc?: () => void }).gc?.();
