@@ -59,11 +59,6 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     this.unregister = registerContextSource(posthog);
   }
 
-  /** True when events are sent to PostHog; false in local mode (no API key) or when disabled. */
-  get isSending(): boolean {
-    return this.options.enabled && this.options.apiKey !== undefined;
-  }
-
   /** The current request's correlation id, user and session, or `undefined` outside a request. */
   getRequestContext(): TelemetryRequestContext | undefined {
     return getRequestContext();
