@@ -1,8 +1,14 @@
 /** What replaces a secret. */
 export const REDACTED = '[REDACTED]';
 
-/** Property names whose values are never sent (matched case-insensitively, `-` and `_` ignored). */
-const SENSITIVE_KEY = /^(?:password|passwd|pwd|secret|token|accesstoken|refreshtoken|idtoken|apikey|authorization|auth|cookie|setcookie|session|sessiontoken|privatekey|clientsecret|creditcard|cardnumber|cvv|ssn)$/;
+/**
+ * Property names whose values are never sent, matched case-insensitively with
+ * `-` and `_` ignored: anywhere in the name for the unmistakable ones
+ * (`db_password`, `x-api-key`, `stripeApiKey`), whole for short ones (`token`,
+ * but not `tokens_used`).
+ */
+const SENSITIVE_KEY =
+  /password|passwd|secret|apikey|authorization|cookie|privatekey|accesstoken|refreshtoken|idtoken|authtoken|sessiontoken|creditcard|cardnumber|^(?:pwd|token|auth|session|cvv|ssn)$/;
 
 export function isSensitiveKey(key: string): boolean {
   return SENSITIVE_KEY.test(key.toLowerCase().replace(/[-_]/g, ''));
@@ -15,7 +21,8 @@ export function isSensitiveKey(key: string): boolean {
  */
 const SECRET_PATTERNS: Array<[RegExp, string]> = [
   // Authorization header values
-  [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9\-._~+/]{8,}=*/gi, `$1 ${REDACTED}`],
+  // (16 characters or more: "Token validation failed" and "Basic authentication" are no tokens)
+  [/\b(Bearer|Basic|Token)\s+[A-Za-z0-9\-._~+/]{16,}=*/gi, `$1 ${REDACTED}`],
   // JSON Web Tokens
   [/\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}/g, REDACTED],
   // PostHog project and personal keys, OpenAI/Anthropic-style keys, Stripe, GitHub, Slack
@@ -27,7 +34,8 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
   // AWS access key ids, and secret keys after their usual names
   [/\b(AKIA|ASIA)[A-Z0-9]{16}\b/g, REDACTED],
   // Credentials in URLs: scheme://user:password@host
-  [/\b([a-z][a-z0-9+.-]*:\/\/)[^\s:/@]+:[^\s@/]+@/gi, `$1${REDACTED}@`],
+  // (bounded lengths keep the scan linear on long runs such as `a.a.a.…`)
+  [/\b([a-z][a-z0-9+.-]{0,30}:\/\/)[^\s:/@]{1,256}:[^\s@/]{1,256}@/gi, `$1${REDACTED}@`],
   // Query strings of URLs: they carry tokens, emails, ids
   [/\b(https?:\/\/[^\s?#"'<>]+)\?(?!\[query removed\])[^\s#"'<>]*/gi, '$1?[query removed]'],
   // key=value and "key": "value" pairs of sensitive keys

@@ -13,14 +13,17 @@ import { isExcludedPath, type ResolvedTelemetryOptions } from './telemetry.optio
 
 /** Longest frontend session or distinct id kept; longer ones are ignored. */
 const MAX_TRACING_HEADER = 200;
-const CONTROL_CHARS = /[\x00-\x1f\x7f-\x9f]/;
+/** Control characters, and the comma Node joins a repeated header with: such a value names nobody. */
+const UNUSABLE_CHARS = /[\x00-\x1f\x7f-\x9f,]/;
+/** Values PostHog itself refuses as distinct ids. */
+const ILLEGAL_IDS = new Set(['undefined', 'null', 'anonymous', 'guest', 'distinct_id', 'distinctid', 'id', 'not_authenticated', 'email', 'true', 'false', '0', 'nan', 'none', '[object object]']);
 
 /** A usable tracing header value (posthog-js's `tracing_headers`), or `undefined`. */
 function tracingHeader(value: string | string[] | undefined): string | undefined {
-  const first = Array.isArray(value) ? value[0] : value;
-  if (typeof first !== 'string') return undefined;
-  const trimmed = first.trim();
-  if (trimmed === '' || trimmed.length > MAX_TRACING_HEADER || CONTROL_CHARS.test(trimmed)) return undefined;
+  if (typeof value !== 'string') return undefined;
+  const trimmed = value.trim();
+  if (trimmed === '' || trimmed.length > MAX_TRACING_HEADER || UNUSABLE_CHARS.test(trimmed)) return undefined;
+  if (ILLEGAL_IDS.has(trimmed.toLowerCase())) return undefined;
   return trimmed;
 }
 
