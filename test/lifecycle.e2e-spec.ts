@@ -89,6 +89,15 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
     expect(capture.requests).toBe(0);
   });
 
+  it('reads and returns the correlation id in a custom requestIdHeader', async () => {
+    const app = await createTestApp(adapter, sendingTo(capture.url, { requestIdHeader: 'X-Correlation-ID' }));
+    const res = await request(app.getHttpServer()).get('/items/1').set('X-Correlation-ID', 'corr-7').set('X-Request-ID', 'ignored-1');
+    await app.close();
+    expect(res.headers['x-correlation-id']).toBe('corr-7');
+    expect(res.headers['x-request-id']).toBeUndefined();
+    expect(capture.forRequest('corr-7').map((e) => e.event)).toEqual(['api_request']);
+  });
+
   it('records the full route template under a global prefix', async () => {
     const app = await createTestApp(adapter, sendingTo(capture.url), { globalPrefix: 'api' });
     await request(app.getHttpServer()).get('/api/items/2').set('X-Request-ID', 'prefixed').expect(200);
