@@ -130,7 +130,7 @@ describe('PostHog failing', () => {
   it.each<[string, () => Promise<void>, () => Promise<void>]>([
     ['PostHog refuses connections', () => capture.stop(), () => capture.start(capture.port).then(() => undefined)],
     ['PostHog answers 500', behaviour({ kind: 'status', status: 500 }), healthy],
-    ['PostHog answers 413 to batches over 700 bytes', behaviour({ kind: 'limit', maxBytes: 700 }), healthy],
+    ['PostHog answers 413 to batches over 1500 bytes', behaviour({ kind: 'limit', maxBytes: 1500 }), healthy],
     ['PostHog answers after 3 s', behaviour({ kind: 'delay', ms: 3000 }), healthy],
     ['PostHog hangs', behaviour({ kind: 'hang' }), healthy],
   ])('%s: every answer as without telemetry, none delayed, every event delivered after recovery', async (fault, inject, recover) => {

@@ -7,6 +7,8 @@ export {
   type CaptureSlowRequestInput,
 } from './posthog-telemetry.service.js';
 export { SkipTelemetry } from './skip-telemetry.decorator.js';
+export { noteException, TelemetryExceptionCaptured } from './exception-captured.decorator.js';
+export { ignoreError, type IgnoreErrorRule } from './ignored-errors.js';
 export { getRequestContext, type TelemetryRequestContext } from './request-context.js';
 export { POSTHOG_CLIENT } from './telemetry.constants.js';
 export {

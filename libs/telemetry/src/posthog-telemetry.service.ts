@@ -1,11 +1,14 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { PostHog } from 'posthog-node';
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { categorizeError } from './error-categorizer.js';
 import { describeError } from './error-details.js';
 import type { EventSink } from './event-sink.js';
+import { isIgnoredError } from './ignored-errors.js';
+import { TelemetryFailures } from './telemetry-failures.js';
 import { currentRequestState, registerContextSource, RequestState, type TelemetryRequestContext, getRequestContext } from './request-context.js';
-import { REDACTED, redactSecrets } from './redact.js';
+import { composeRedactor } from './redact.js';
 import { UNMATCHED_ROUTE } from './route-template.js';
 import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import {
@@ -47,7 +50,6 @@ export interface CaptureSlowRequestInput {
 @Injectable()
 export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('Telemetry');
-  private readonly loggedFailures = new Set<string>();
   private readonly unregister: () => void;
   private shutDown?: Promise<void>;
 
@@ -55,6 +57,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
     @Inject(EVENT_SINK) private readonly sink: EventSink,
+    private readonly failures: TelemetryFailures,
   ) {
     this.unregister = registerContextSource(posthog);
   }
@@ -141,10 +144,41 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
         this.send(slowRequestEvent(identity, { endpoint, method: state.method, durationMs, thresholdMs: this.options.slowThresholdMs }));
       }
       // An unknown route's 404 is not an application error: `api_request` records it.
-      if (state.hasError && state.endpoint !== undefined) {
-        this.send(this.errorEvent(identity, state.error, { endpoint, method: state.method, statusCode: status }));
+      if (state.hasError && state.endpoint !== undefined && !isIgnoredError(state.error, this.options.ignoreErrors)) {
+        const apiError = this.errorEvent(identity, state.error, { endpoint, method: state.method, statusCode: status });
+        this.captureException(state.error, apiError, status);
+        this.send(apiError);
       }
     });
+  }
+
+  /**
+   * PostHog Error Tracking: the same error through posthog-node's `captureException`
+   * (an `$exception` with parsed stack frames), with the `api_error`'s correlation
+   * properties; `$exception_uuid` on the `api_error` links the two.
+   */
+  private captureException(error: unknown, apiError: TelemetryEvent, status: number): void {
+    const minStatus = this.options.captureExceptionsMinStatus;
+    if (minStatus === undefined || status < minStatus || this.options.apiKey === undefined) return;
+    const p = apiError.properties;
+    const uuid = randomUUID();
+    const properties: Record<string, unknown> = {
+      request_id: p.request_id,
+      endpoint: p.endpoint,
+      method: p.method,
+      status_code: p.status_code,
+      error_type: p.error_type,
+      user_id: p.user_id,
+      environment: p.environment,
+    };
+    if (p.$session_id !== undefined) properties.$session_id = p.$session_id;
+    if (p.$process_person_profile === false) properties.$process_person_profile = false;
+    try {
+      this.posthog.captureException(error, apiError.distinct_id, properties, uuid);
+      p.$exception_uuid = uuid;
+    } catch (failure) {
+      this.logOnce('captureException', failure);
+    }
   }
 
   /** Finds the request's user once an auth guard has set it; a failing `resolveUser` counts as anonymous. */
@@ -212,17 +246,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     : undefined;
 
   /** Built-in redaction, then the app's own; if that fails, the text is not sent at all. */
-  private readonly redact = (text: string): string => {
-    const cleaned = redactSecrets(text);
-    if (!this.options.redact) return cleaned;
-    try {
-      const result = this.options.redact(cleaned);
-      return typeof result === 'string' ? result : REDACTED;
-    } catch (error) {
-      this.logOnce('redact', error);
-      return REDACTED;
-    }
-  };
+  private readonly redact = composeRedactor(this.options.redact, (error) => this.logOnce('redact', error));
 
   /** The one way out: the app's `beforeSend`, then the sink. A failing `beforeSend` drops the event. */
   private send(event: TelemetryEvent): void {
@@ -257,14 +281,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
 
   /** Telemetry's own failures are logged once per kind, never thrown. Internal. */
   logOnce(what: string, error: unknown): void {
-    if (this.loggedFailures.has(what)) return;
-    this.loggedFailures.add(what);
-    let reason: string;
-    try {
-      reason = error instanceof Error ? error.message : String(error);
-    } catch {
-      reason = 'unprintable error';
-    }
-    this.logger.error(`Telemetry ${what} failed and was skipped (further failures of this kind are not logged): ${reason.slice(0, 500)}`);
+    this.failures.report(what, error);
   }
+
 }

@@ -55,3 +55,20 @@ export function redactSecrets(text: string): string {
   for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement);
   return out;
 }
+
+/**
+ * The built-in redaction, then the app's own `redact`; when that throws the
+ * text is not sent at all (`[REDACTED]`) and `onFailure` hears of it.
+ */
+export function composeRedactor(own: ((text: string) => string) | undefined, onFailure: (error: unknown) => void): (text: string) => string {
+  if (!own) return redactSecrets;
+  return (text) => {
+    try {
+      const result = own(redactSecrets(text));
+      return typeof result === 'string' ? result : REDACTED;
+    } catch (error) {
+      onFailure(error);
+      return REDACTED;
+    }
+  };
+}

@@ -1,7 +1,6 @@
 import { ArgumentsHost, Catch } from '@nestjs/common';
 import { BaseExceptionFilter } from '@nestjs/core';
-import { stateOfRequest } from './request-context.js';
-import { routeTemplateOf } from './route-template.js';
+import { noteException } from './exception-captured.decorator.js';
 
 /**
  * Notes every exception on its request (guards, pipes, handlers and
@@ -14,17 +13,7 @@ export class TelemetryExceptionFilter extends BaseExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     // A global filter also sees GraphQL, RPC and WebSocket errors: hand those back untouched.
     if (host.getType() !== 'http') throw exception;
-    try {
-      const request = host.switchToHttp().getRequest();
-      const state = stateOfRequest(request);
-      if (state) {
-        state.noteError(exception);
-        state.adapterRequest = request;
-        state.endpoint ??= routeTemplateOf(request);
-      }
-    } catch {
-      /* the response below matters more than the note */
-    }
+    noteException(exception, host);
     super.catch(exception, host);
   }
 }

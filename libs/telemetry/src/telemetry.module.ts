@@ -1,9 +1,10 @@
 import { Module } from '@nestjs/common';
 import { APP_FILTER, APP_GUARD } from '@nestjs/core';
-import { PostHog } from 'posthog-node';
 import type { EventSink } from './event-sink.js';
 import { LocalLogSink } from './local-log-sink.js';
 import { PostHogBatchSender } from './posthog-batch-sender.js';
+import { createPostHogClient } from './posthog-client.js';
+import { TelemetryFailures } from './telemetry-failures.js';
 import { PostHogTelemetryService } from './posthog-telemetry.service.js';
 import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import { TelemetryExceptionFilter } from './telemetry-exception.filter.js';
@@ -26,14 +27,6 @@ const SENDER_DEFAULTS = {
   fetchRetryCount: 3,
   fetchRetryDelay: 1000,
 };
-
-function createPostHogClient(options: ResolvedTelemetryOptions): PostHog {
-  if (options.apiKey === undefined || !options.enabled) {
-    // Local mode: a disabled client still provides the request context, and sends nothing.
-    return new PostHog('phc_local_mode', { ...options.posthogOptions, host: 'http://127.0.0.1:9', disabled: true });
-  }
-  return new PostHog(options.apiKey, { host: options.host, ...options.posthogOptions });
-}
 
 function createEventSink(options: ResolvedTelemetryOptions): EventSink {
   if (options.apiKey === undefined || !options.enabled) return new LocalLogSink();
@@ -64,7 +57,8 @@ function createEventSink(options: ResolvedTelemetryOptions): EventSink {
       inject: [TELEMETRY_MODULE_OPTIONS],
       useFactory: (options: TelemetryModuleOptions) => resolveTelemetryOptions(options),
     },
-    { provide: POSTHOG_CLIENT, inject: [TELEMETRY_OPTIONS], useFactory: createPostHogClient },
+    TelemetryFailures,
+    { provide: POSTHOG_CLIENT, inject: [TELEMETRY_OPTIONS, TelemetryFailures], useFactory: createPostHogClient },
     { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS], useFactory: createEventSink },
     PostHogTelemetryService,
     RequestEntry,

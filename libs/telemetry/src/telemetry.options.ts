@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { PostHogOptions } from 'posthog-node';
+import type { IgnoreErrorRule } from './ignored-errors.js';
 import type { TelemetryEvent } from './telemetry-events.js';
 
 /** The user an event belongs to, as returned by `resolveUser`. */
@@ -41,6 +42,13 @@ export interface TelemetryModuleOptions {
   shutdownTimeoutMs?: number;
   /** Custom error categories, consulted before the built-in ones. */
   categorizeError?: CategorizeError;
+  /**
+   * Also send server errors to PostHog Error Tracking (`$exception`, through posthog-node's `captureException`).
+   * Default `true`: 5xx and non-HTTP errors. `{ minStatus: 400 }` includes 4xx; `false` turns it off.
+   */
+  captureExceptions?: boolean | { minStatus?: number };
+  /** Errors not to report (no `api_error`, no `$exception`): classes, names, or patterns tested on the message. */
+  ignoreErrors?: IgnoreErrorRule[];
   /** More redaction, after the built-in one, for error messages, tracebacks and string properties of `capture()`. */
   redact?: (text: string) => string;
   /** Last look at each event before it is queued: return it (changed or not), or `null` to drop it. */
@@ -84,6 +92,9 @@ export interface ResolvedTelemetryOptions {
   tracebackLimit: number;
   shutdownTimeoutMs: number;
   categorizeError?: CategorizeError;
+  /** Lowest status sent to PostHog Error Tracking; `undefined`: not at all. */
+  captureExceptionsMinStatus?: number;
+  ignoreErrors: IgnoreErrorRule[];
   redact?: (text: string) => string;
   beforeSend?: (event: TelemetryEvent) => TelemetryEvent | null | undefined;
   posthogOptions: Partial<PostHogOptions>;
@@ -143,6 +154,9 @@ export function resolveTelemetryOptions(
     tracebackLimit: positiveNumber('tracebackLimit', options.tracebackLimit, 5000),
     shutdownTimeoutMs: positiveNumber('shutdownTimeoutMs', options.shutdownTimeoutMs, 5000),
     categorizeError: options.categorizeError,
+    captureExceptionsMinStatus:
+      options.captureExceptions === false ? undefined : typeof options.captureExceptions === 'object' ? (options.captureExceptions.minStatus ?? 500) : 500,
+    ignoreErrors: [...(options.ignoreErrors ?? [])],
     redact: options.redact,
     beforeSend: options.beforeSend,
     posthogOptions: { ...(options.posthogOptions ?? {}) },
