@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown, Optional } from '@nestjs/common';
 import type { PostHog } from 'posthog-node';
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
@@ -10,7 +10,8 @@ import { TelemetryFailures } from './telemetry-failures.js';
 import { currentRequestState, registerContextSource, RequestState, type TelemetryRequestContext, getRequestContext } from './request-context.js';
 import { composeRedactor } from './redact.js';
 import { UNMATCHED_ROUTE } from './route-template.js';
-import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
+import { EVENT_SINK, POSTHOG_CLIENT, SENTRY, TELEMETRY_OPTIONS } from './telemetry.constants.js';
+import { scrubSentryEvent, type SentryApi, type SentryScope } from './sentry-bridge.js';
 import {
   apiErrorEvent,
   apiRequestEvent,
@@ -58,6 +59,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
     @Inject(EVENT_SINK) private readonly sink: EventSink,
     private readonly failures: TelemetryFailures,
+    @Optional() @Inject(SENTRY) private readonly sentry?: SentryApi,
   ) {
     this.unregister = registerContextSource(posthog);
   }
@@ -106,7 +108,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
 
   /** Delivers every queued event now (the module's own and the posthog-node client's). */
   async flush(): Promise<void> {
-    await Promise.allSettled([this.sink.flush(), this.posthog.flush()]);
+    await Promise.allSettled([this.sink.flush(), this.posthog.flush(), this.sentry?.flush(this.options.shutdownTimeoutMs)]);
   }
 
   /** Delivers every queued event, for at most `shutdownTimeoutMs`, and stops. Called by `app.close()`. */
@@ -147,6 +149,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
       if (state.hasError && state.endpoint !== undefined && !isIgnoredError(state.error, this.options.ignoreErrors)) {
         const apiError = this.errorEvent(identity, state.error, { endpoint, method: state.method, statusCode: status });
         this.captureException(state.error, apiError, status);
+        this.captureInSentry(state.error, apiError, status);
         this.send(apiError);
       }
     });
@@ -178,6 +181,27 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
       p.$exception_uuid = uuid;
     } catch (failure) {
       this.logOnce('captureException', failure);
+    }
+  }
+
+  /**
+   * Sentry alongside: the same server error, once, on a scope of its own
+   * (tags of one request never reach another's event), scrubbed; its event id
+   * goes on the `api_error` as `sentry_event_id`.
+   */
+  private captureInSentry(error: unknown, apiError: TelemetryEvent, status: number): void {
+    const minStatus = this.options.captureExceptionsMinStatus;
+    if (!this.sentry || minStatus === undefined || status < minStatus) return;
+    const p = apiError.properties;
+    try {
+      p.sentry_event_id = this.sentry.captureException(error, (scope: SentryScope) => {
+        scope.setTags({ request_id: String(p.request_id), endpoint: String(p.endpoint), error_type: String(p.error_type) });
+        scope.setUser(p.user_id === 'anonymous' ? null : { id: String(p.user_id) });
+        scope.addEventProcessor(this.scrubSentry);
+        return scope;
+      });
+    } catch (failure) {
+      this.logOnce('Sentry captureException', failure);
     }
   }
 
@@ -247,6 +271,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
 
   /** Built-in redaction, then the app's own; if that fails, the text is not sent at all. */
   private readonly redact = composeRedactor(this.options.redact, (error) => this.logOnce('redact', error));
+  private readonly scrubSentry = scrubSentryEvent(this.redact);
 
   /** The one way out: the app's `beforeSend`, then the sink. A failing `beforeSend` drops the event. */
   private send(event: TelemetryEvent): void {
@@ -265,7 +290,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
   private async shutdownOnce(): Promise<void> {
     const timeoutMs = this.options.shutdownTimeoutMs;
     try {
-      await Promise.allSettled([this.sink.shutdown(timeoutMs), this.posthog.shutdown(timeoutMs)]);
+      await Promise.allSettled([this.sink.shutdown(timeoutMs), this.posthog.shutdown(timeoutMs), this.sentry?.flush(timeoutMs)]);
     } finally {
       this.unregister();
     }

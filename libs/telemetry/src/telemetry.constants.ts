@@ -6,3 +6,5 @@ export const TELEMETRY_OPTIONS = Symbol.for('nestjs-posthog-telemetry.options');
 export const EVENT_SINK = Symbol.for('nestjs-posthog-telemetry.event-sink');
 /** Metadata key set by `@SkipTelemetry()`. */
 export const SKIP_TELEMETRY = 'nestjs-posthog-telemetry:skip';
+/** Injection token of the Sentry API (`@sentry/node`), or `undefined` without Sentry. Internal. */
+export const SENTRY = Symbol.for('nestjs-posthog-telemetry.sentry');

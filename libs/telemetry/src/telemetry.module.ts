@@ -6,7 +6,8 @@ import { PostHogBatchSender } from './posthog-batch-sender.js';
 import { createPostHogClient } from './posthog-client.js';
 import { TelemetryFailures } from './telemetry-failures.js';
 import { PostHogTelemetryService } from './posthog-telemetry.service.js';
-import { EVENT_SINK, POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
+import { EVENT_SINK, POSTHOG_CLIENT, SENTRY, TELEMETRY_OPTIONS } from './telemetry.constants.js';
+import { connectSentry } from './sentry-bridge.js';
 import { TelemetryExceptionFilter } from './telemetry-exception.filter.js';
 import { TelemetryGuard } from './telemetry.guard.js';
 import { RequestEntry } from './request-entry.js';
@@ -60,6 +61,7 @@ function createEventSink(options: ResolvedTelemetryOptions): EventSink {
     TelemetryFailures,
     { provide: POSTHOG_CLIENT, inject: [TELEMETRY_OPTIONS, TelemetryFailures], useFactory: createPostHogClient },
     { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS], useFactory: createEventSink },
+    { provide: SENTRY, inject: [TELEMETRY_OPTIONS], useFactory: connectSentry },
     PostHogTelemetryService,
     RequestEntry,
     { provide: APP_GUARD, useClass: TelemetryGuard },

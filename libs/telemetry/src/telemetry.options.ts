@@ -47,6 +47,12 @@ export interface TelemetryModuleOptions {
    * Default `true`: 5xx and non-HTTP errors. `{ minStatus: 400 }` includes 4xx; `false` turns it off.
    */
   captureExceptions?: boolean | { minStatus?: number };
+  /**
+   * Sentry alongside PostHog, when `@sentry/node` is installed: the app's own `Sentry.init()` is used if it ran,
+   * otherwise the module initialises it from `dsn` (env `SENTRY_DSN`) with `init` as extra options. `false`: never.
+   * Server errors (as `captureExceptions` decides) go to Sentry once, tagged; `api_error` carries `sentry_event_id`.
+   */
+  sentry?: false | { dsn?: string; init?: Record<string, unknown> };
   /** Errors not to report (no `api_error`, no `$exception`): classes, names, or patterns tested on the message. */
   ignoreErrors?: IgnoreErrorRule[];
   /** More redaction, after the built-in one, for error messages, tracebacks and string properties of `capture()`. */
@@ -92,7 +98,8 @@ export interface ResolvedTelemetryOptions {
   tracebackLimit: number;
   shutdownTimeoutMs: number;
   categorizeError?: CategorizeError;
-  /** Lowest status sent to PostHog Error Tracking; `undefined`: not at all. */
+  sentry: false | { dsn?: string; init: Record<string, unknown> };
+  /** Lowest status sent to PostHog Error Tracking and Sentry; `undefined`: not at all. */
   captureExceptionsMinStatus?: number;
   ignoreErrors: IgnoreErrorRule[];
   redact?: (text: string) => string;
@@ -157,6 +164,10 @@ export function resolveTelemetryOptions(
     captureExceptionsMinStatus:
       options.captureExceptions === false ? undefined : typeof options.captureExceptions === 'object' ? (options.captureExceptions.minStatus ?? 500) : 500,
     ignoreErrors: [...(options.ignoreErrors ?? [])],
+    sentry:
+      options.sentry === false
+        ? false
+        : { dsn: blankToUndefined(options.sentry?.dsn ?? env.SENTRY_DSN), init: { ...(options.sentry?.init ?? {}) } },
     redact: options.redact,
     beforeSend: options.beforeSend,
     posthogOptions: { ...(options.posthogOptions ?? {}) },

@@ -1,0 +1,112 @@
+import { Controller, Get, Param, UseGuards, type CanActivate, type ExecutionContext, type INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import { CaptureServer } from './support/capture-server.js';
+import { SentryServer } from './support/sentry-server.js';
+import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
+
+/**
+ * Sentry alongside PostHog, for real: `@sentry/node` (initialised by the module
+ * from the `sentry.dsn` option) sends envelopes to a server on 127.0.0.1.
+ * Sentry's client is process-wide: the first app initialises it, later apps use it.
+ */
+
+/** Sets `request.user` from `Authorization: Bearer <id>` when present, never rejects. */
+class OptionalUser implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest();
+    const match = /^Bearer (\w+)$/.exec(request.headers.authorization ?? '');
+    if (match) request.user = { id: match[1] };
+    return true;
+  }
+}
+
+@Controller('sentry')
+@UseGuards(OptionalUser)
+class SentryController {
+  /** Distinct messages: Sentry's Dedupe drops an event identical to the one before it. */
+  @Get('numbered/:n')
+  numbered(@Param('n') n: string) {
+    throw new Error(`failure number ${n}`);
+  }
+
+  @Get('secret')
+  secret() {
+    throw new Error('db said password=hunter2secret for postgres://admin:s3cr3tpass@db.internal/app');
+  }
+}
+
+// One Sentry server for the file: the Sentry client, made by the first app, keeps its DSN for the process.
+let sentry: SentryServer;
+beforeAll(async () => {
+  sentry = await new SentryServer().start();
+});
+afterAll(async () => {
+  await sentry.stop();
+});
+
+describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
+  let capture: CaptureServer;
+  let app: INestApplication;
+  let http: ReturnType<typeof request>;
+  let sequence = 0;
+
+  beforeAll(async () => {
+    capture = await new CaptureServer().start();
+    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: { dsn: sentry.dsn } }), { controllers: [SentryController] });
+    http = request(app.getHttpServer());
+  });
+  afterAll(async () => {
+    await app.close();
+    await capture.stop();
+  });
+
+  const sentryEventsFor = (requestId: string) => sentry.events.filter((e) => e.tags?.request_id === requestId);
+
+  it('sends a server error once, tagged, with its id on the api_error and a matching $exception', async () => {
+    const id = `sentry-${adapter}-${++sequence}`;
+    await http.get('/me').set('X-Request-ID', `${id}-warmup`).set('Authorization', 'Bearer user_42');
+    await http.get('/errors/application').set('X-Request-ID', id).expect(500);
+    await capture.waitFor(() => capture.forRequest(id).some((e) => e.event === 'api_error') && capture.forRequest(id).some((e) => e.event === '$exception'));
+    const deadline = Date.now() + 10_000;
+    while (sentryEventsFor(id).length === 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    await new Promise((done) => setTimeout(done, 200));
+    const [event, ...more] = sentryEventsFor(id);
+    expect(more).toEqual([]);
+    expect(event.tags).toMatchObject({ request_id: id, endpoint: '/errors/application', error_type: 'application_error' });
+    expect(event.exception?.values?.[0]?.type).toBe('TypeError');
+    const apiError = capture.forRequest(id).find((e) => e.event === 'api_error')!;
+    expect(apiError.properties.sentry_event_id).toBe(event.event_id);
+    expect(capture.forRequest(id).filter((e) => e.event === '$exception')).toHaveLength(1);
+  });
+
+  it('tags the user, and keeps tags of concurrent requests apart', async () => {
+    const ids = Array.from({ length: 12 }, () => `sentry-${adapter}-${++sequence}`);
+    await Promise.all(
+      ids.map((id, n) => http.get(`/sentry/numbered/${n}`).set('X-Request-ID', id).set(n % 2 ? { Authorization: `Bearer user_${n}` } : {}).then(() => undefined)),
+    );
+    const deadline = Date.now() + 10_000;
+    while (ids.some((id) => sentryEventsFor(id).length === 0) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    for (const [n, id] of ids.entries()) {
+      const events = sentryEventsFor(id);
+      expect(events).toHaveLength(1);
+      expect(events[0].user?.id).toBe(n % 2 ? `user_${n}` : undefined);
+    }
+  });
+
+  it('sends no 4xx, nothing for a skipped route, and no secret', async () => {
+    const notFound = `sentry-${adapter}-${++sequence}`;
+    const skipped = `sentry-${adapter}-${++sequence}`;
+    const secret = `sentry-${adapter}-${++sequence}`;
+    await http.get('/items/99').set('X-Request-ID', notFound).expect(404);
+    await http.get('/internal/boom').set('X-Request-ID', skipped).expect(500);
+    await http.get('/sentry/secret?token=querysecret123').set('X-Request-ID', secret).set('Cookie', 'session=cookiesecret456').expect(500);
+    const deadline = Date.now() + 10_000;
+    while (sentryEventsFor(secret).length === 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    await new Promise((done) => setTimeout(done, 300));
+    expect(sentryEventsFor(notFound)).toEqual([]);
+    expect(sentryEventsFor(skipped)).toEqual([]);
+    expect(sentryEventsFor(secret)).toHaveLength(1);
+    const wire = sentry.raw.join('\n');
+    for (const value of ['hunter2secret', 's3cr3tpass', 'querysecret123', 'cookiesecret456', 'ip_address']) expect(wire).not.toContain(value);
+  });
+});

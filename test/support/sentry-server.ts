@@ -1,0 +1,58 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gunzipSync } from 'node:zlib';
+
+/** One event as Sentry's envelope endpoint receives it. */
+export interface SentryEnvelopeEvent {
+  event_id: string;
+  tags?: Record<string, string>;
+  user?: { id?: string };
+  exception?: { values?: Array<{ type?: string; value?: string }> };
+  request?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+/**
+ * A Sentry ingestion endpoint on 127.0.0.1: the real `@sentry/node` client
+ * posts envelopes to the DSN `http://public@127.0.0.1:<port>/1`; this decodes
+ * them (newline-separated JSON, gzip above 32 kB) and keeps the error events.
+ */
+export class SentryServer {
+  readonly events: SentryEnvelopeEvent[] = [];
+  /** Every envelope as received, decoded to text: to search for secrets. */
+  readonly raw: string[] = [];
+  private server?: Server;
+
+  get dsn(): string {
+    const { port } = this.server!.address() as AddressInfo;
+    return `http://public@127.0.0.1:${port}/1`;
+  }
+
+  async start(): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body).toString('utf8');
+        this.raw.push(text);
+        const lines = text.split('\n').filter((line) => line.trim() !== '');
+        // Envelope: a header line, then (item header, item payload) pairs.
+        for (let i = 1; i + 1 < lines.length; i += 2) {
+          const item = JSON.parse(lines[i]);
+          if (item.type === 'event') this.events.push(JSON.parse(lines[i + 1]));
+        }
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+}
