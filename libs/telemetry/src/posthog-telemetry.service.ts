@@ -145,8 +145,10 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
       if (durationMs > this.options.slowThresholdMs) {
         this.send(slowRequestEvent(identity, { endpoint, method: state.method, durationMs, thresholdMs: this.options.slowThresholdMs }));
       }
-      // An unknown route's 404 is not an application error: `api_request` records it.
-      if (state.hasError && state.endpoint !== undefined && !isIgnoredError(state.error, this.options.ignoreErrors)) {
+      // An unknown route's 404 is not an application error: `api_request` records it. An error
+      // thrown before any route was reached (a middleware) is, under the shared `(unmatched)` endpoint.
+      const unknownRoute = state.endpoint === undefined && status === 404;
+      if (state.hasError && !unknownRoute && !isIgnoredError(state.error, this.options.ignoreErrors)) {
         const apiError = this.errorEvent(identity, state.error, { endpoint, method: state.method, statusCode: status });
         this.captureException(state.error, apiError, status);
         this.captureInSentry(state.error, apiError, status);
