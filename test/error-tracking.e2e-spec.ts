@@ -57,6 +57,16 @@ class ErrorsController {
     throw new Error('upstream refused Bearer abcDEF123456ghiJKL789 with key phc_abcdefghijklmnop1234 for https://api.example.com/v1?email=ann@example.com');
   }
 
+  @Get('rate-limited')
+  rateLimited() {
+    throw Object.assign(new Error('slow down'), { code: 'rate_limit_exceeded' });
+  }
+
+  @Get('email')
+  email() {
+    throw new Error('no account for ann.lee@example.com');
+  }
+
   @Get('own-filter')
   @UseFilters(TeapotFilter)
   ownFilter() {
@@ -160,6 +170,16 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
     expect(silent.res.body).toEqual({ silent: true });
     expect(silent.named('api_error')).toEqual([]);
     expect(silent.named('api_request')[0].properties.status_code).toBe(418);
+  });
+
+  it('applies errorCategories rules, and redacts emails when asked', async () => {
+    const categorised = await eventsOf('/tracked/rate-limited', 500, {}, { errorCategories: [{ category: 'rate_limited', match: 'rate_limit_exceeded' }] });
+    expect(categorised.named('api_error')[0].properties.error_type).toBe('rate_limited');
+    const kept = await eventsOf('/tracked/email', 500);
+    expect(kept.named('api_error')[0].properties.error_message).toBe('no account for ann.lee@example.com');
+    const redacted = await eventsOf('/tracked/email', 500, {}, { redactEmails: true });
+    expect(redacted.named('api_error')[0].properties.error_message).toBe('no account for [email]');
+    expect(JSON.stringify(redacted.events)).not.toContain('ann.lee@example.com');
   });
 
   it('keeps secrets in an error message out of api_error and $exception', async () => {

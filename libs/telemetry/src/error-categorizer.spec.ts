@@ -299,3 +299,33 @@ describe('categorizeError', () => {
     });
   });
 });
+
+describe('categorizeError with a rule list', () => {
+  const rules = [
+    { category: 'rate_limited', match: 'rate_limit_exceeded' },
+    { category: 'model_overloaded', match: /overloaded/i },
+    { category: 'vector_db', match: (error: unknown) => (error as { service?: string })?.service === 'pinecone' },
+  ];
+
+  it.each<[string, unknown, string]>([
+    ['a code', Object.assign(new Error('slow down'), { code: 'rate_limit_exceeded' }), 'rate_limited'],
+    ['a nested provider code', Object.assign(new Error('x'), { error: { type: 'rate_limit_exceeded' } }), 'rate_limited'],
+    ['a message pattern', new Error('Anthropic API is Overloaded'), 'model_overloaded'],
+    ['a predicate', Object.assign(new Error('timeout'), { service: 'pinecone' }), 'vector_db'],
+    ['a cause', new Error('wrapped', { cause: new Error('server overloaded') }), 'model_overloaded'],
+    ['no rule, then the built-in ones', Object.assign(new Error('x'), { code: 'ECONNRESET' }), 'connection_error'],
+  ])('matches %s', (_label, error, category) => {
+    expect(categorizeError(error, undefined, rules)).toBe(category);
+  });
+
+  it('runs after categorizeError and before the built-in rules', () => {
+    const quotaAndOverloaded = Object.assign(new Error('overloaded: insufficient_quota'), { code: 'insufficient_quota' });
+    expect(categorizeError(quotaAndOverloaded, undefined, rules)).toBe('model_overloaded');
+    expect(categorizeError(quotaAndOverloaded, () => 'mine', rules)).toBe('mine');
+  });
+
+  it('treats a throwing predicate as no match', () => {
+    const throwing = [{ category: 'never', match: () => { throw new Error('boom'); } }];
+    expect(categorizeError(new TypeError('x'), undefined, throwing)).toBe('application_error');
+  });
+});

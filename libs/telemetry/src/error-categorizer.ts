@@ -83,26 +83,65 @@ function builtInCategory(error: unknown): string | undefined {
 }
 
 /**
- * The category of a thrown value: custom rules first, then the built-in ones
- * applied to the error and each error in its `cause` chain; a remaining 4xx
- * HttpException is `client_error`, anything else `application_error`.
- * Never throws, whatever the value or the custom rule does.
+ * A category rule: `match` is an error code, name or type (string), a pattern
+ * tested on the message (RegExp), or a predicate; tried on the error and each
+ * error of its `cause` chain.
  */
-export function categorizeError(error: unknown, custom?: CategorizeError): string {
+export interface ErrorCategoryRule {
+  category: string;
+  match: string | RegExp | ((error: unknown) => boolean);
+}
+
+function ruleMatches(rule: ErrorCategoryRule, error: unknown): boolean {
+  const { match } = rule;
+  if (typeof match === 'function') return match(error) === true;
+  if (typeof match === 'string') return codesOf(error).includes(match) || field(error, 'name') === match;
+  const message = typeof error === 'string' ? error : text(field(error, 'message'));
+  match.lastIndex = 0;
+  return match.test(message);
+}
+
+/** The first category `decide` finds on the error or its `cause` chain. */
+function alongCauses(error: unknown, decide: (error: unknown) => string | undefined): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH && current !== undefined && current !== null; depth++) {
+    const category = decide(current);
+    if (category) return category;
+    current = field(current, 'cause');
+  }
+  return undefined;
+}
+
+/**
+ * The category of a thrown value: the app's `categorizeError`, then its rule
+ * list, then the built-in rules, each on the error and its `cause` chain; a
+ * remaining 4xx HttpException is `client_error`, anything else
+ * `application_error`. Never throws, whatever the value or a custom rule does.
+ */
+export function categorizeError(error: unknown, custom?: CategorizeError, rules: readonly ErrorCategoryRule[] = []): string {
   if (custom) {
     try {
       const chosen = custom(error);
       if (typeof chosen === 'string' && chosen !== '') return chosen.slice(0, 100);
     } catch {
-      /* a failing custom rule leaves the decision to the built-in ones */
+      /* a failing custom rule leaves the decision to the others */
     }
   }
-  let current: unknown = error;
-  for (let depth = 0; depth < MAX_CAUSE_DEPTH && current !== undefined && current !== null; depth++) {
-    const category = builtInCategory(current);
-    if (category) return category;
-    current = field(current, 'cause');
+  if (rules.length > 0) {
+    const fromRules = alongCauses(error, (current) => {
+      for (const rule of rules) {
+        try {
+          if (ruleMatches(rule, current)) return rule.category.slice(0, 100);
+        } catch {
+          /* a failing predicate is no match */
+        }
+      }
+      return undefined;
+    });
+    if (fromRules) return fromRules;
   }
+  const builtIn = alongCauses(error, builtInCategory);
+  if (builtIn) return builtIn;
   const status = statusOf(error);
   if (status !== undefined && status >= 400 && status < 500) return ErrorCategory.Client;
   return ErrorCategory.Application;

@@ -17,8 +17,8 @@ export {
   type TelemetryModuleOptions,
   type TelemetryUser,
 } from './telemetry.options.js';
-export { ErrorCategory, categorizeError } from './error-categorizer.js';
+export { ErrorCategory, categorizeError, type ErrorCategoryRule } from './error-categorizer.js';
 export { isValidRequestId } from './request-id.js';
 export { UNMATCHED_ROUTE } from './route-template.js';
-export { redactSecrets, REDACTED } from './redact.js';
+export { redactEmails, redactSecrets, REDACTED } from './redact.js';
 export type { TelemetryEvent } from './telemetry-events.js';

@@ -37,7 +37,7 @@ export function createPostHogClient(options: ResolvedTelemetryOptions, failures:
   if (options.apiKey === undefined || !options.enabled) {
     return new PostHog('phc_local_mode', { ...options.posthogOptions, host: 'http://127.0.0.1:9', disabled: true });
   }
-  const redact = composeRedactor(options.redact, (error) => failures.report('redact', error));
+  const redact = composeRedactor(options.redact, (error) => failures.report('redact', error), options.redactEmails);
   const own = options.posthogOptions.before_send;
   const beforeSend = [scrubException(redact), ...(own === undefined ? [] : Array.isArray(own) ? own : [own])];
   return new PostHog(options.apiKey, { host: options.host, ...options.posthogOptions, before_send: beforeSend });

@@ -222,7 +222,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
   }
 
   private errorEvent(identity: EventIdentity, error: unknown, at: { endpoint: string; method: string; statusCode: number }): TelemetryEvent {
-    const category = categorizeError(error, this.customCategory);
+    const category = categorizeError(error, this.customCategory, this.options.errorCategories);
     return apiErrorEvent(identity, { ...at, category, details: describeError(error, this.options.tracebackLimit, this.redact) });
   }
 
@@ -272,7 +272,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     : undefined;
 
   /** Built-in redaction, then the app's own; if that fails, the text is not sent at all. */
-  private readonly redact = composeRedactor(this.options.redact, (error) => this.logOnce('redact', error));
+  private readonly redact = composeRedactor(this.options.redact, (error) => this.logOnce('redact', error), this.options.redactEmails);
   private readonly scrubSentry = scrubSentryEvent(this.redact);
 
   /** The one way out: the app's `beforeSend`, then the sink. A failing `beforeSend` drops the event. */

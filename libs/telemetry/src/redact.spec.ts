@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { isSensitiveKey, REDACTED, redactSecrets } from './redact.js';
+import { composeRedactor, isSensitiveKey, REDACTED, redactEmails, redactSecrets } from './redact.js';
 
 /** Fixed seed: a failure names its counterexample, and the next run finds the same one. */
 const SEED = 20_240_917;
@@ -231,5 +231,14 @@ describe('redactSecrets', () => {
         { seed: SEED, numRuns: RUNS },
       );
     });
+  });
+});
+
+describe('redactEmails', () => {
+  it('replaces addresses, only when asked', () => {
+    const text = 'no account for ann.lee+test@mail.example.co.uk (retry as bob@example.com)';
+    expect(redactEmails(text)).toBe('no account for [email] (retry as [email])');
+    expect(composeRedactor(undefined, () => undefined, true)(text)).toBe('no account for [email] (retry as [email])');
+    expect(composeRedactor(undefined, () => undefined)(text)).toBe(text);
   });
 });

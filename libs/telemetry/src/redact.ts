@@ -56,15 +56,28 @@ export function redactSecrets(text: string): string {
   return out;
 }
 
+const EMAIL = /[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})+/g;
+
+/** Email addresses, redacted only when the app asks (`redactEmails`). */
+export function redactEmails(text: string): string {
+  return text.replace(EMAIL, '[email]');
+}
+
 /**
- * The built-in redaction, then the app's own `redact`; when that throws the
- * text is not sent at all (`[REDACTED]`) and `onFailure` hears of it.
+ * The built-in redaction (and emails, when asked), then the app's own
+ * `redact`; when that throws the text is not sent at all (`[REDACTED]`) and
+ * `onFailure` hears of it.
  */
-export function composeRedactor(own: ((text: string) => string) | undefined, onFailure: (error: unknown) => void): (text: string) => string {
-  if (!own) return redactSecrets;
+export function composeRedactor(
+  own: ((text: string) => string) | undefined,
+  onFailure: (error: unknown) => void,
+  emails = false,
+): (text: string) => string {
+  const builtIn = emails ? (text: string) => redactEmails(redactSecrets(text)) : redactSecrets;
+  if (!own) return builtIn;
   return (text) => {
     try {
-      const result = own(redactSecrets(text));
+      const result = own(builtIn(text));
       return typeof result === 'string' ? result : REDACTED;
     } catch (error) {
       onFailure(error);

@@ -1,5 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { PostHogOptions } from 'posthog-node';
+import type { ErrorCategoryRule } from './error-categorizer.js';
 import type { IgnoreErrorRule } from './ignored-errors.js';
 import type { TelemetryEvent } from './telemetry-events.js';
 
@@ -42,6 +43,10 @@ export interface TelemetryModuleOptions {
   shutdownTimeoutMs?: number;
   /** Custom error categories, consulted before the built-in ones. */
   categorizeError?: CategorizeError;
+  /** Category rules, after `categorizeError` and before the built-in ones: `{ category: 'rate_limited', match: 'rate_limit_exceeded' }`. */
+  errorCategories?: ErrorCategoryRule[];
+  /** Also redact email addresses from messages, tracebacks and `capture()` strings. Default `false`. */
+  redactEmails?: boolean;
   /**
    * Also send server errors to PostHog Error Tracking (`$exception`, through posthog-node's `captureException`).
    * Default `true`: 5xx and non-HTTP errors. `{ minStatus: 400 }` includes 4xx; `false` turns it off.
@@ -98,6 +103,8 @@ export interface ResolvedTelemetryOptions {
   tracebackLimit: number;
   shutdownTimeoutMs: number;
   categorizeError?: CategorizeError;
+  errorCategories: ErrorCategoryRule[];
+  redactEmails: boolean;
   sentry: false | { dsn?: string; init: Record<string, unknown> };
   /** Lowest status sent to PostHog Error Tracking and Sentry; `undefined`: not at all. */
   captureExceptionsMinStatus?: number;
@@ -161,6 +168,8 @@ export function resolveTelemetryOptions(
     tracebackLimit: positiveNumber('tracebackLimit', options.tracebackLimit, 5000),
     shutdownTimeoutMs: positiveNumber('shutdownTimeoutMs', options.shutdownTimeoutMs, 5000),
     categorizeError: options.categorizeError,
+    errorCategories: [...(options.errorCategories ?? [])],
+    redactEmails: options.redactEmails ?? false,
     captureExceptionsMinStatus:
       options.captureExceptions === false ? undefined : typeof options.captureExceptions === 'object' ? (options.captureExceptions.minStatus ?? 500) : 500,
     ignoreErrors: [...(options.ignoreErrors ?? [])],
