@@ -1,4 +1,5 @@
 import { Injectable, Module } from '@nestjs/common';
+import { spawn } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import {
   getRequestContext,
@@ -201,6 +202,33 @@ describe('configuration', () => {
 
     expect(capture.forRequest('async-factory')[0].properties.environment).toBe('from-factory');
     expect(capture.forRequest('async-class')[0].properties.environment).toBe('from-class');
+  });
+
+  it('captureError() outside requests: an api_error and its $exception, for a scheduled job', async () => {
+    const app = await createTestApp('express', sendingTo(capture.url));
+    app.get(PostHogTelemetryService).captureError(new Error('nightly import failed'), { endpoint: 'cron:nightly-import' });
+    await app.close();
+    const [apiError] = capture.eventsNamed('api_error');
+    const [exception] = capture.eventsNamed('$exception');
+    expect(apiError.properties).toMatchObject({ endpoint: 'cron:nightly-import', status_code: 500, error_message: 'nightly import failed' });
+    expect(apiError.properties.$exception_uuid).toBe(exception.uuid);
+  });
+
+  it('captureProcessErrors: an unhandled rejection reaches Error Tracking and the process still crashes', async () => {
+    // A separate process: the app context, then a rejection nobody handles. It runs the built package.
+    const script = [
+      "import 'reflect-metadata';",
+      "import { NestFactory } from '@nestjs/core';",
+      "import { TelemetryModule } from 'nestjs-posthog-telemetry';",
+      "await NestFactory.createApplicationContext(TelemetryModule.forRoot({ apiKey: 'phc_x', host: process.env.CAPTURE_URL, captureProcessErrors: true }), { logger: false });",
+      "setTimeout(() => Promise.reject(new Error('background failure')), 20);",
+    ].join('\n');
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, CAPTURE_URL: capture.url }, stdio: 'ignore' });
+    const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)));
+    expect(code).toBe(1);
+    await capture.waitFor((events) => events.some((e) => e.event === '$exception'));
+    const [exception] = capture.eventsNamed('$exception');
+    expect(exception.properties.$exception_list[0].value).toBe('background failure');
   });
 
   it('captures outside requests without a request context', async () => {

@@ -40,5 +40,10 @@ export function createPostHogClient(options: ResolvedTelemetryOptions, failures:
   const redact = composeRedactor(options.redact, (error) => failures.report('redact', error), options.redactEmails);
   const own = options.posthogOptions.before_send;
   const beforeSend = [scrubException(redact), ...(own === undefined ? [] : Array.isArray(own) ? own : [own])];
-  return new PostHog(options.apiKey, { host: options.host, ...options.posthogOptions, before_send: beforeSend });
+  return new PostHog(options.apiKey, {
+    host: options.host,
+    ...(options.captureProcessErrors ? { enableExceptionAutocapture: true } : {}),
+    ...options.posthogOptions,
+    before_send: beforeSend,
+  });
 }

@@ -85,16 +85,25 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     });
   }
 
-  /** Sends an `api_error` event for an error the app handled itself. */
+  /**
+   * Sends an `api_error` for an error the app handled itself (a scheduled job,
+   * an event handler, a caught failure), with its `$exception` and Sentry event
+   * as for a request's error (status 500 unless given).
+   */
   captureError(error: unknown, input: CaptureErrorInput = {}): void {
     this.guard('captureError', () => {
       const identity = this.identityOfCurrentRequest();
+      if (!identity || isIgnoredError(error, this.options.ignoreErrors)) return;
       const state = currentRequestState();
-      if (identity) this.send(this.errorEvent(identity, error, {
+      const statusCode = input.statusCode ?? 500;
+      const apiError = this.errorEvent(identity, error, {
         endpoint: input.endpoint ?? state?.endpoint ?? UNMATCHED_ROUTE,
         method: input.method ?? state?.method ?? 'UNKNOWN',
-        statusCode: input.statusCode ?? 500,
-      }));
+        statusCode,
+      });
+      this.captureException(error, apiError, statusCode);
+      this.captureInSentry(error, apiError, statusCode);
+      this.send(apiError);
     });
   }
 

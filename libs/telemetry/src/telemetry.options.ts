@@ -58,6 +58,11 @@ export interface TelemetryModuleOptions {
    * Server errors (as `captureExceptions` decides) go to Sentry once, tagged; `api_error` carries `sentry_event_id`.
    */
   sentry?: false | { dsn?: string; init?: Record<string, unknown> };
+  /**
+   * Also send errors outside requests (`uncaughtException`, `unhandledRejection`) to PostHog Error Tracking,
+   * through posthog-node's own exception autocapture, which keeps the process's normal crash behaviour. Default `false`.
+   */
+  captureProcessErrors?: boolean;
   /** Errors not to report (no `api_error`, no `$exception`): classes, names, or patterns tested on the message. */
   ignoreErrors?: IgnoreErrorRule[];
   /** More redaction, after the built-in one, for error messages, tracebacks and string properties of `capture()`. */
@@ -105,6 +110,7 @@ export interface ResolvedTelemetryOptions {
   categorizeError?: CategorizeError;
   errorCategories: ErrorCategoryRule[];
   redactEmails: boolean;
+  captureProcessErrors: boolean;
   sentry: false | { dsn?: string; init: Record<string, unknown> };
   /** Lowest status sent to PostHog Error Tracking and Sentry; `undefined`: not at all. */
   captureExceptionsMinStatus?: number;
@@ -170,6 +176,7 @@ export function resolveTelemetryOptions(
     categorizeError: options.categorizeError,
     errorCategories: [...(options.errorCategories ?? [])],
     redactEmails: options.redactEmails ?? false,
+    captureProcessErrors: options.captureProcessErrors ?? false,
     captureExceptionsMinStatus:
       options.captureExceptions === false ? undefined : typeof options.captureExceptions === 'object' ? (options.captureExceptions.minStatus ?? 500) : 500,
     ignoreErrors: [...(options.ignoreErrors ?? [])],
