@@ -1,4 +1,5 @@
 import { Catch, Controller, Get, HttpStatus, UseFilters, type ArgumentsHost, type ExceptionFilter, type INestApplication } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
 import { ignoreError, TelemetryExceptionCaptured, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
 import request from 'supertest';
 import { CaptureServer, type CapturedEvent } from './support/capture-server.js';
@@ -180,6 +181,15 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
     const redacted = await eventsOf('/tracked/email', 500, {}, { redactEmails: true });
     expect(redacted.named('api_error')[0].properties.error_message).toBe('no account for [email]');
     expect(JSON.stringify(redacted.events)).not.toContain('ann.lee@example.com');
+  });
+
+  it("reports an exception once when the app's own global filter is registered too", async () => {
+    app = await createTestApp(adapter, sendingTo(capture.url), { providers: [{ provide: APP_FILTER, useClass: TeapotFilter }] });
+    const id = `track-${adapter}-${++sequence}`;
+    await request(app.getHttpServer()).get('/errors/application').set('X-Request-ID', id);
+    await app.close();
+    expect(capture.forRequest(id).filter((e) => e.event === 'api_error')).toHaveLength(1);
+    expect(capture.forRequest(id).filter((e) => e.event === '$exception')).toHaveLength(1);
   });
 
   it('keeps secrets in an error message out of api_error and $exception', async () => {

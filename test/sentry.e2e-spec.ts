@@ -10,6 +10,34 @@ import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
  * Sentry's client is process-wide: the first app initialises it, later apps use it.
  */
 
+/** Secret shapes, each with the part that must never leave the process. */
+const SECRET_TABLE: Array<[string, string]> = [
+  ['bearer', 'Authorization: Bearer tokAbc123456789xyzTOKEN'],
+  ['jwt', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEyMyJ9.c2lnbmF0dXJlMTIzNDU2'],
+  ['posthog project key', 'phc_projKEY1234567890abcdef'],
+  ['posthog personal key', 'phx_persKEY1234567890abcdef'],
+  ['openai key', 'sk-proj-OPENAIkey1234567890abcd'],
+  ['anthropic key', 'sk-ant-api03-ANTHROPICkey123456789'],
+  ['aws key id', 'AKIAIOSFODNN7EXAMPLE'],
+  ['url credentials', 'redis://default:redisPASSword99@cache.internal:6379'],
+  ['query string', 'https://api.example.com/v1/users?access=queryTOKEN5566'],
+  ['password pair', 'password=pairPASSword77'],
+  ['api key pair', '"api_key": "pairAPIkey8899"'],
+];
+const SECRET_VALUES = [
+  'tokAbc123456789xyzTOKEN',
+  'c2lnbmF0dXJlMTIzNDU2',
+  'projKEY1234567890abcdef',
+  'persKEY1234567890abcdef',
+  'OPENAIkey1234567890abcd',
+  'ANTHROPICkey123456789',
+  'AKIAIOSFODNN7EXAMPLE',
+  'redisPASSword99',
+  'queryTOKEN5566',
+  'pairPASSword77',
+  'pairAPIkey8899',
+];
+
 /** Sets `request.user` from `Authorization: Bearer <id>` when present, never rejects. */
 class OptionalUser implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
@@ -27,6 +55,12 @@ class SentryController {
   @Get('numbered/:n')
   numbered(@Param('n') n: string) {
     throw new Error(`failure number ${n}`);
+  }
+
+  /** Every secret shape at once, in the message (a stack trace carries it too). */
+  @Get('all-secrets')
+  allSecrets() {
+    throw new Error(SECRET_TABLE.map(([, text]) => text).join(' | '));
   }
 
   @Get('secret')
@@ -91,6 +125,22 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
       expect(events).toHaveLength(1);
       expect(events[0].user?.id).toBe(n % 2 ? `user_${n}` : undefined);
     }
+  });
+
+  it('lets no secret of the table reach PostHog or Sentry, nor the request headers and query', async () => {
+    const id = `sentry-${adapter}-${++sequence}`;
+    await http
+      .get('/sentry/all-secrets?session=querySESSION4242')
+      .set('X-Request-ID', id)
+      .set('Authorization', 'Basic aGVhZGVyQkFTSUMzMTMzNzpzZWNyZXQ=') // not a Bearer: the test's guard would take it as the user id
+      .set('Cookie', 'sid=cookieSID98765')
+      .expect(500);
+    await capture.waitFor(() => ['api_error', '$exception'].every((name) => capture.forRequest(id).some((e) => e.event === name)));
+    const deadline = Date.now() + 10_000;
+    while (sentryEventsFor(id).length === 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    expect(sentryEventsFor(id)).toHaveLength(1);
+    const wire = JSON.stringify(capture.events) + sentry.raw.join('\n');
+    for (const value of [...SECRET_VALUES, 'querySESSION4242', 'aGVhZGVyQkFTSUMzMTMzNzpzZWNyZXQ', 'cookieSID98765']) expect(wire).not.toContain(value);
   });
 
   it('sends no 4xx, nothing for a skipped route, and no secret', async () => {
