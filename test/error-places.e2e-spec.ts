@@ -19,7 +19,7 @@ import {
 import { Observable, map, timer } from 'rxjs';
 import request from 'supertest';
 import { CaptureServer } from './support/capture-server.js';
-import { SentryServer } from './support/sentry-server.js';
+import { SentryServer, sentryFor } from './support/sentry-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 
 /**
@@ -137,7 +137,7 @@ describe.each(ADAPTERS)('errors thrown anywhere, over %s', (adapter) => {
 
   beforeAll(async () => {
     capture = await new CaptureServer().start();
-    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: { dsn: sentry.dsn } }), { imports: [PlacesModule] });
+    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: sentryFor(sentry) }), { imports: [PlacesModule] });
   });
   afterAll(async () => {
     await app.close();

@@ -1,7 +1,7 @@
 import { Controller, Get, Param, UseGuards, type CanActivate, type ExecutionContext, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { CaptureServer } from './support/capture-server.js';
-import { SentryServer } from './support/sentry-server.js';
+import { SentryServer, sentryFor } from './support/sentry-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 
 /**
@@ -86,7 +86,7 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
 
   beforeAll(async () => {
     capture = await new CaptureServer().start();
-    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: { dsn: sentry.dsn } }), { controllers: [SentryController] });
+    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: sentryFor(sentry) }), { controllers: [SentryController] });
     http = request(app.getHttpServer());
   });
   afterAll(async () => {

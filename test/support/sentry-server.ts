@@ -56,3 +56,14 @@ export class SentryServer {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 }
+
+/**
+ * The module's `sentry` option for tests. Jest runs several test files in one
+ * process, each with its own copy of `@sentry/node`; Sentry's Fastify
+ * integration listens on a process-wide diagnostics channel, so a second copy
+ * would decorate every later Fastify instance twice. Real apps init Sentry once.
+ */
+export function sentryFor(server: SentryServer) {
+  const withoutFastify = (integrations: Array<{ name: string }>) => integrations.filter((i) => i.name !== 'Fastify');
+  return { dsn: server.dsn, init: { integrations: withoutFastify } };
+}
