@@ -20,5 +20,5 @@ export {
 export { ErrorCategory, categorizeError, type ErrorCategoryRule } from './error-categorizer.js';
 export { isValidRequestId } from './request-id.js';
 export { UNMATCHED_ROUTE } from './route-template.js';
-export { redactEmails, redactSecrets, REDACTED } from './redact.js';
+export { redactEmails, redactSecrets, REDACTED, type RedactOption } from './redact.js';
 export type { TelemetryEvent } from './telemetry-events.js';

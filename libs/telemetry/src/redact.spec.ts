@@ -242,3 +242,10 @@ describe('redactEmails', () => {
     expect(composeRedactor(undefined, () => undefined)(text)).toBe(text);
   });
 });
+
+describe('composeRedactor with patterns', () => {
+  it('replaces every match of each pattern, after the built-in redaction', () => {
+    const redact = composeRedactor([/cust_\d+/, /order-[a-z]+/gi], () => undefined);
+    expect(redact('cust_123 bought ORDER-abc and cust_456, key phc_abcdefghij1234')).toBe('[REDACTED] bought [REDACTED] and [REDACTED], key phc_[REDACTED]');
+  });
+});

@@ -63,21 +63,23 @@ export function redactEmails(text: string): string {
   return text.replace(EMAIL, '[email]');
 }
 
+/** The app's own redaction: patterns whose matches become `[REDACTED]`, or a function. */
+export type RedactOption = ((text: string) => string) | RegExp[];
+
 /**
  * The built-in redaction (and emails, when asked), then the app's own
  * `redact`; when that throws the text is not sent at all (`[REDACTED]`) and
  * `onFailure` hears of it.
  */
-export function composeRedactor(
-  own: ((text: string) => string) | undefined,
-  onFailure: (error: unknown) => void,
-  emails = false,
-): (text: string) => string {
+export function composeRedactor(own: RedactOption | undefined, onFailure: (error: unknown) => void, emails = false): (text: string) => string {
   const builtIn = emails ? (text: string) => redactEmails(redactSecrets(text)) : redactSecrets;
   if (!own) return builtIn;
+  const apply = Array.isArray(own)
+    ? (text: string) => own.reduce((out, pattern) => out.replace(pattern.global ? pattern : new RegExp(pattern.source, pattern.flags + 'g'), REDACTED), text)
+    : own;
   return (text) => {
     try {
-      const result = own(builtIn(text));
+      const result = apply(builtIn(text));
       return typeof result === 'string' ? result : REDACTED;
     } catch (error) {
       onFailure(error);

@@ -2,6 +2,7 @@ import { Logger } from '@nestjs/common';
 import type { PostHogOptions } from 'posthog-node';
 import type { ErrorCategoryRule } from './error-categorizer.js';
 import type { IgnoreErrorRule } from './ignored-errors.js';
+import type { RedactOption } from './redact.js';
 import type { TelemetryEvent } from './telemetry-events.js';
 
 /** The user an event belongs to, as returned by `resolveUser`. */
@@ -65,8 +66,8 @@ export interface TelemetryModuleOptions {
   captureProcessErrors?: boolean;
   /** Errors not to report (no `api_error`, no `$exception`): classes, names, or patterns tested on the message. */
   ignoreErrors?: IgnoreErrorRule[];
-  /** More redaction, after the built-in one, for error messages, tracebacks and string properties of `capture()`. */
-  redact?: (text: string) => string;
+  /** More redaction, after the built-in one, of messages, tracebacks and `capture()` strings: patterns (matches become `[REDACTED]`) or a function. */
+  redact?: RedactOption;
   /** Last look at each event before it is queued: return it (changed or not), or `null` to drop it. */
   beforeSend?: (event: TelemetryEvent) => TelemetryEvent | null | undefined;
   /**
@@ -115,7 +116,7 @@ export interface ResolvedTelemetryOptions {
   /** Lowest status sent to PostHog Error Tracking and Sentry; `undefined`: not at all. */
   captureExceptionsMinStatus?: number;
   ignoreErrors: IgnoreErrorRule[];
-  redact?: (text: string) => string;
+  redact?: RedactOption;
   beforeSend?: (event: TelemetryEvent) => TelemetryEvent | null | undefined;
   posthogOptions: Partial<PostHogOptions>;
 }
