@@ -159,13 +159,12 @@ describe.each(ADAPTERS)('errors thrown anywhere, over %s', (adapter) => {
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ statusCode: 500, message: 'Internal server error' });
     await capture.waitFor(() => ['api_request', 'api_error', '$exception'].every((name) => capture.forRequest(id).some((e) => e.event === name)));
-    const deadline = Date.now() + 10_000;
-    while (!sentry.events.some((e) => e.tags?.request_id === id) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    await sentry.waitForRequests(id);
     await new Promise((done) => setTimeout(done, 200)); // a duplicate would arrive by now
     const events = capture.forRequest(id);
     const apiErrors = events.filter((e) => e.event === 'api_error');
     const exceptions = events.filter((e) => e.event === '$exception');
-    const sentryEvents = sentry.events.filter((e) => e.tags?.request_id === id);
+    const sentryEvents = sentry.eventsFor(id);
     expect(apiErrors).toHaveLength(1);
     expect(exceptions).toHaveLength(1);
     expect(sentryEvents).toHaveLength(1);

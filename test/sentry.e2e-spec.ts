@@ -94,15 +94,14 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     await capture.stop();
   });
 
-  const sentryEventsFor = (requestId: string) => sentry.events.filter((e) => e.tags?.request_id === requestId);
+  const sentryEventsFor = (requestId: string) => sentry.eventsFor(requestId);
 
   it('sends a server error once, tagged, with its id on the api_error and a matching $exception', async () => {
     const id = `sentry-${adapter}-${++sequence}`;
     await http.get('/me').set('X-Request-ID', `${id}-warmup`).set('Authorization', 'Bearer user_42');
     await http.get('/errors/application').set('X-Request-ID', id).expect(500);
     await capture.waitFor(() => capture.forRequest(id).some((e) => e.event === 'api_error') && capture.forRequest(id).some((e) => e.event === '$exception'));
-    const deadline = Date.now() + 10_000;
-    while (sentryEventsFor(id).length === 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    await sentry.waitForRequests(id);
     await new Promise((done) => setTimeout(done, 200));
     const [event, ...more] = sentryEventsFor(id);
     expect(more).toEqual([]);
@@ -118,8 +117,7 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     await Promise.all(
       ids.map((id, n) => http.get(`/sentry/numbered/${n}`).set('X-Request-ID', id).set(n % 2 ? { Authorization: `Bearer user_${n}` } : {}).then(() => undefined)),
     );
-    const deadline = Date.now() + 10_000;
-    while (ids.some((id) => sentryEventsFor(id).length === 0) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    await sentry.waitForRequests(...ids);
     for (const [n, id] of ids.entries()) {
       const events = sentryEventsFor(id);
       expect(events).toHaveLength(1);
@@ -136,8 +134,7 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
       .set('Cookie', 'sid=cookieSID98765')
       .expect(500);
     await capture.waitFor(() => ['api_error', '$exception'].every((name) => capture.forRequest(id).some((e) => e.event === name)));
-    const deadline = Date.now() + 10_000;
-    while (sentryEventsFor(id).length === 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    await sentry.waitForRequests(id);
     expect(sentryEventsFor(id)).toHaveLength(1);
     const wire = JSON.stringify(capture.events) + sentry.raw.join('\n');
     for (const value of [...SECRET_VALUES, 'querySESSION4242', 'aGVhZGVyQkFTSUMzMTMzNzpzZWNyZXQ', 'cookieSID98765']) expect(wire).not.toContain(value);
@@ -150,8 +147,7 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     await http.get('/items/99').set('X-Request-ID', notFound).expect(404);
     await http.get('/internal/boom').set('X-Request-ID', skipped).expect(500);
     await http.get('/sentry/secret?token=querysecret123').set('X-Request-ID', secret).set('Cookie', 'session=cookiesecret456').expect(500);
-    const deadline = Date.now() + 10_000;
-    while (sentryEventsFor(secret).length === 0 && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    await sentry.waitForRequests(secret);
     await new Promise((done) => setTimeout(done, 300));
     expect(sentryEventsFor(notFound)).toEqual([]);
     expect(sentryEventsFor(skipped)).toEqual([]);

@@ -49,6 +49,19 @@ export class SentryServer {
     return this;
   }
 
+  /** The error events tagged with this request id. */
+  eventsFor(requestId: string): SentryEnvelopeEvent[] {
+    return this.events.filter((e) => e.tags?.request_id === requestId);
+  }
+
+  /** Waits until each request id has an event (or 10 s pass; the test's assertions then say what is missing). */
+  async waitForRequests(...requestIds: string[]): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (requestIds.some((id) => this.eventsFor(id).length === 0) && Date.now() < deadline) {
+      await new Promise((done) => setTimeout(done, 25));
+    }
+  }
+
   async stop(): Promise<void> {
     const server = this.server;
     if (!server) return;

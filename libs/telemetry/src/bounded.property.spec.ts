@@ -1,4 +1,5 @@
 import fc from 'fast-check';
+import { everyKindOfValue } from '../../../test/support/arbitraries.js';
 import { toBoundedJson } from './bounded.js';
 import { redactSecrets } from './redact.js';
 
@@ -8,20 +9,7 @@ const RUNS = 200;
 /** What one event's custom properties may weigh on the wire, at most. */
 const MAX_JSON_LENGTH = 100_000;
 
-const anything = fc.anything({
-  maxDepth: 6,
-  maxKeys: 30,
-  withBigInt: true,
-  withBoxedValues: true,
-  withDate: true,
-  withMap: true,
-  withNullPrototype: true,
-  withObjectString: true,
-  withSet: true,
-  withSparseArray: true,
-  withTypedArray: true,
-  withUnicodeString: true,
-});
+const anything = everyKindOfValue({ maxDepth: 6, maxKeys: 30 });
 
 /** `JSON.stringify` of the bounded copy: must not throw, and must be small. */
 function serialised(value: unknown, redact?: (text: string) => string): string {

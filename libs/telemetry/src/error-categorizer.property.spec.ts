@@ -1,5 +1,6 @@
 import { HttpException } from '@nestjs/common';
 import fc from 'fast-check';
+import { everyKindOfValue } from '../../../test/support/arbitraries.js';
 import { categorizeError, ErrorCategory } from './error-categorizer.js';
 
 /** Fixed seed: a failure names its counterexample, and the next run finds the same one. */
@@ -8,20 +9,7 @@ const RUNS = 300;
 
 const BUILT_IN: string[] = Object.values(ErrorCategory);
 
-/** Every kind of JS value, including null-prototype objects, boxed values, Maps, Sets, typed arrays and sparse arrays. */
-const anything = fc.anything({
-  maxDepth: 4,
-  withBigInt: true,
-  withBoxedValues: true,
-  withDate: true,
-  withMap: true,
-  withNullPrototype: true,
-  withObjectString: true,
-  withSet: true,
-  withSparseArray: true,
-  withTypedArray: true,
-  withUnicodeString: true,
-});
+const anything = everyKindOfValue({ maxDepth: 4 });
 
 /** Codes, statuses and phrasings the categories look for, mixed with noise. */
 const code = fc.oneof(
