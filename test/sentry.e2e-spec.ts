@@ -7,7 +7,8 @@ import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 /**
  * Sentry alongside PostHog, for real: `@sentry/node` (initialised by the module
  * from the `sentry.dsn` option) sends envelopes to a server on 127.0.0.1.
- * Sentry's client is process-wide: the first app initialises it, later apps use it.
+ * Sentry's client is process-wide: the first app (Express) initialises it, the
+ * later one (Fastify) finds it already set up and uses it, as it would an app's own `Sentry.init()`.
  */
 
 /** Secret shapes, each with the part that must never leave the process. */

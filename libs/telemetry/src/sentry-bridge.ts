@@ -42,6 +42,9 @@ export interface SentryEvent {
  */
 export async function connectSentry(options: ResolvedTelemetryOptions): Promise<SentryApi | undefined> {
   if (options.sentry === false || !options.enabled) return undefined;
+  // Without a DSN only an app that already set Sentry up matters, and Sentry's SDKs keep their state on
+  // `globalThis.__SENTRY__`: no need to load `@sentry/node` at start-up just to find it unused.
+  if (!options.sentry.dsn && !(globalThis as { __SENTRY__?: unknown }).__SENTRY__) return undefined;
   let sentry: SentryApi;
   try {
     sentry = (await import('@sentry/node')) as unknown as SentryApi;
