@@ -166,14 +166,19 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     });
   }
 
+  /** Whether an error with this status goes to Error Tracking and Sentry (`captureExceptions`). */
+  private isReportedServerError(status: number): boolean {
+    const minStatus = this.options.captureExceptionsMinStatus;
+    return minStatus !== undefined && status >= minStatus;
+  }
+
   /**
    * PostHog Error Tracking: the same error through posthog-node's `captureException`
    * (an `$exception` with parsed stack frames), with the `api_error`'s correlation
    * properties; `$exception_uuid` on the `api_error` links the two.
    */
   private captureException(error: unknown, apiError: TelemetryEvent, status: number): void {
-    const minStatus = this.options.captureExceptionsMinStatus;
-    if (minStatus === undefined || status < minStatus || this.options.apiKey === undefined) return;
+    if (!this.isReportedServerError(status) || this.options.apiKey === undefined) return;
     const p = apiError.properties;
     const uuid = randomUUID();
     const properties: Record<string, unknown> = {
@@ -201,8 +206,7 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
    * goes on the `api_error` as `sentry_event_id`.
    */
   private captureInSentry(error: unknown, apiError: TelemetryEvent, status: number): void {
-    const minStatus = this.options.captureExceptionsMinStatus;
-    if (!this.sentry || minStatus === undefined || status < minStatus) return;
+    if (!this.sentry || !this.isReportedServerError(status)) return;
     const p = apiError.properties;
     try {
       p.sentry_event_id = this.sentry.captureException(error, (scope: SentryScope) => {
