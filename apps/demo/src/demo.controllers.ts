@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import {
   BadRequestException,
   Body,
@@ -48,9 +49,12 @@ class FailingInterceptor implements NestInterceptor {
 export class DemoController {
   constructor(private readonly chat: ChatService) {}
 
-  @Get()
-  home() {
-    return { service: 'nestjs-posthog-telemetry demo', try: ['/items/1', '/chat (POST)', '/me', '/slow?ms=1200', '/errors/quota'] };
+  /** A stand-in sign-up: answers the new user's id, which the demo's bearer guard accepts. */
+  @Post('auth/signup')
+  @HttpCode(201)
+  signup(@Body() body: { email?: unknown }) {
+    if (typeof body?.email !== 'string' || !/^[^@\s]{1,64}@[^@\s]{1,190}$/.test(body.email)) throw new BadRequestException('a valid email is required');
+    return { user_id: `user_${randomUUID().slice(0, 8)}` };
   }
 
   @Get('items/:id')

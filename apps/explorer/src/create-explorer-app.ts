@@ -1,0 +1,33 @@
+import type { LoggerService } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { ExplorerModule } from './explorer.module.js';
+import type { ExplorerSettings } from './explorer.settings.js';
+
+/**
+ * The explorer as a Nest app, not yet listening. Bodies are read raw (so gzip,
+ * base64 and forms are decoded by the ingestion code, not guessed by a JSON
+ * parser) up to `maxBodyBytes` after inflating; past that the answer is 413
+ * and the app goes on serving. CORS is open: posthog-js posts from the demo
+ * page's origin.
+ */
+export async function createExplorerApp(settings: ExplorerSettings, logger?: LoggerService | false): Promise<NestExpressApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(ExplorerModule.forRoot(settings), {
+    bodyParser: false,
+    logger: logger ?? ['error', 'warn'],
+  });
+  app.useBodyParser('raw', { type: () => true, limit: settings.maxBodyBytes });
+  app.enableCors({ origin: true, credentials: true });
+  app.enableShutdownHooks();
+  return app;
+}
+
+/** Starts the explorer on `settings.host:settings.port`; answers its base URL. */
+export async function startExplorer(settings: ExplorerSettings, logger?: LoggerService | false) {
+  const app = await createExplorerApp(settings, logger);
+  await app.listen(settings.port, settings.host);
+  const address = app.getHttpServer().address() as { port: number };
+  const url = `http://${settings.host.includes(':') ? `[${settings.host}]` : settings.host}:${address.port}`;
+  if (logger !== false) console.log(`Journey explorer on ${url} (events in ${settings.dbPath})`);
+  return { app, url };
+}

@@ -1,0 +1,173 @@
+import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { IngestedEvent } from './ingestion-decoder.js';
+
+export interface RetentionSettings {
+  retentionDays: number;
+  maxEvents: number;
+}
+
+/** Frontend events are the ones posthog-js sends (`$lib: web`); everything else came from a server. */
+export function eventSource(properties: Record<string, unknown>): 'frontend' | 'backend' {
+  return properties.$lib === 'web' || properties.$lib === 'posthog-js' ? 'frontend' : 'backend';
+}
+
+const str = (value: unknown): string | null => (typeof value === 'string' && value !== '' ? value.slice(0, 500) : null);
+const num = (value: unknown): number | null => {
+  const n = typeof value === 'number' ? value : typeof value === 'string' && value.trim() !== '' ? Number(value) : NaN;
+  return Number.isFinite(n) ? n : null;
+};
+
+/** BIGINTs (counts, epoch ms) as numbers, so rows serialise as JSON. */
+function plainRow(row: Record<string, unknown>): Record<string, unknown> {
+  for (const key of Object.keys(row)) if (typeof row[key] === 'bigint') row[key] = Number(row[key]);
+  return row;
+}
+
+/** Rows per INSERT statement: DuckDB binds every value as a parameter. */
+const INSERT_CHUNK = 200;
+const COLUMNS = 14;
+
+/**
+ * The events, in one DuckDB table. The columns the pages filter and group on
+ * (request id, session, endpoint, status, latency, error type) are pulled out of
+ * the properties when an event is stored; the properties are kept whole as JSON
+ * text. `uuid` is the primary key: a retried batch is stored once.
+ *
+ * DuckDB runs one statement at a time per connection; every call goes through
+ * `exclusive`, so concurrent requests queue instead of interleaving.
+ */
+export class EventStore {
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  private storedSincePrune = 0;
+
+  private constructor(
+    private readonly instance: DuckDBInstance,
+    private readonly connection: DuckDBConnection,
+    private readonly retention: RetentionSettings,
+  ) {}
+
+  static async open(path: string, retention: RetentionSettings): Promise<EventStore> {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    const instance = await DuckDBInstance.create(path);
+    const connection = await instance.connect();
+    await connection.run(`
+      CREATE SEQUENCE IF NOT EXISTS event_seq;
+      CREATE TABLE IF NOT EXISTS events (
+        seq BIGINT DEFAULT nextval('event_seq'),
+        uuid VARCHAR PRIMARY KEY,
+        event VARCHAR NOT NULL,
+        distinct_id VARCHAR NOT NULL,
+        ts_ms BIGINT NOT NULL,
+        received_ms BIGINT NOT NULL,
+        source VARCHAR NOT NULL,
+        request_id VARCHAR,
+        session_id VARCHAR,
+        endpoint VARCHAR,
+        method VARCHAR,
+        status_code INTEGER,
+        latency_ms DOUBLE,
+        error_type VARCHAR,
+        properties VARCHAR NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
+    `);
+    const store = new EventStore(instance, connection, retention);
+    await store.prune();
+    return store;
+  }
+
+  /** Stores the events not already stored; answers how many were new and how many were repeats. */
+  async insert(events: IngestedEvent[], receivedMs = Date.now()): Promise<{ stored: number; duplicates: number }> {
+    // The same uuid twice in one batch would fail the statement: keep the first.
+    const unique = [...new Map(events.map((e) => [e.uuid, e] as const)).values()];
+    let stored = 0;
+    await this.exclusive(async () => {
+      for (let i = 0; i < unique.length; i += INSERT_CHUNK) {
+        const chunk = unique.slice(i, i + INSERT_CHUNK);
+        const values: DuckDBValue[] = [];
+        const rows = chunk.map((e, row) => {
+          const p = e.properties;
+          values.push(
+            e.uuid,
+            e.event,
+            e.distinct_id,
+            Math.round(e.timestampMs),
+            receivedMs,
+            eventSource(p),
+            str(p.request_id),
+            str(p.$session_id),
+            str(p.endpoint),
+            str(p.method),
+            num(p.status_code),
+            num(p.response_time_ms ?? p.duration_ms),
+            str(p.error_type),
+            JSON.stringify(p),
+          );
+          const base = row * COLUMNS;
+          return `(${Array.from({ length: COLUMNS }, (_, k) => `$${base + k + 1}`).join(', ')})`;
+        });
+        const result = await this.connection.run(
+          `INSERT INTO events (uuid, event, distinct_id, ts_ms, received_ms, source, request_id, session_id, endpoint, method, status_code, latency_ms, error_type, properties)
+           VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING`,
+          values,
+        );
+        stored += result.rowsChanged;
+      }
+    });
+    // Bounded between the periodic prunes too: a flood of events prunes as it goes.
+    this.storedSincePrune += stored;
+    if (this.storedSincePrune > Math.max(1000, this.retention.maxEvents / 10)) void this.prune().catch(() => undefined);
+    return { stored, duplicates: events.length - stored };
+  }
+
+  /** Rows of a read query, as plain JSON values (BIGINTs as numbers). */
+  async query<T = Record<string, unknown>>(sql: string, values: DuckDBValue[] = []): Promise<T[]> {
+    return this.exclusive(async () => {
+      const reader = await this.connection.runAndReadAll(sql, values);
+      return reader.getRowObjectsJS().map(plainRow) as T[];
+    });
+  }
+
+  /** Deletes events older than the retention period, then the oldest past `maxEvents`; answers how many went. */
+  async prune(now = Date.now()): Promise<number> {
+    return this.exclusive(async () => {
+      this.storedSincePrune = 0;
+      let removed = 0;
+      if (this.retention.retentionDays > 0) {
+        const cutoff = now - this.retention.retentionDays * 86_400_000;
+        removed += (await this.connection.run('DELETE FROM events WHERE ts_ms < $1', [cutoff])).rowsChanged;
+      }
+      const count = Number((await this.connection.runAndReadAll('SELECT count(*) AS n FROM events')).getRowObjectsJS()[0].n);
+      if (count > this.retention.maxEvents) {
+        removed += (
+          await this.connection.run(
+            'DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY ts_ms, seq LIMIT $1)',
+            [count - this.retention.maxEvents],
+          )
+        ).rowsChanged;
+      }
+      // Frees the deleted rows' blocks for reuse, so the file stops growing.
+      if (removed > 0) await this.connection.run('CHECKPOINT');
+      return removed;
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.connection.closeSync();
+    this.instance.closeSync();
+  }
+
+  private exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(() => {
+      if (this.closed) throw new Error('The event store is closed.');
+      return work();
+    });
+    this.chain = run.catch(() => undefined);
+    return run;
+  }
+}

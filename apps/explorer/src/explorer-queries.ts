@@ -1,0 +1,276 @@
+import type { DuckDBValue } from '@duckdb/node-api';
+import type { EventStore } from './event-store.js';
+
+/** The filters every page shares. Times are epoch milliseconds. */
+export interface EventFilter {
+  /** `distinct_id`: the user (or the browser, before it signs in). */
+  user?: string;
+  /** An endpoint template as the module reports it (`/items/:id`). */
+  endpoint?: string;
+  /** One status (`503`) or a class (`5xx`). */
+  status?: string;
+  /** For the Errors page: one `error_type`. */
+  errorType?: string;
+  from?: number;
+  to?: number;
+}
+
+export type JourneyKey = { request_id: string } | { distinct_id: string } | { session_id: string };
+
+/** One event of a journey, as the JSON API returns it. */
+export interface JourneyEvent {
+  uuid: string;
+  event: string;
+  timestamp: string;
+  distinct_id: string;
+  source: 'frontend' | 'backend';
+  properties: Record<string, unknown>;
+}
+
+const MAX_LIMIT = 1000;
+/** Bucket widths for charts over time; the narrowest that gives at most `MAX_BUCKETS`. */
+const BUCKETS_MS = [1_000, 10_000, 60_000, 5 * 60_000, 15 * 60_000, 3_600_000, 6 * 3_600_000, 86_400_000];
+const MAX_BUCKETS = 120;
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const round = (n: number | null) => (n === null || n === undefined ? null : Math.round(n * 100) / 100);
+
+/** A WHERE clause with numbered parameters, built one condition at a time. */
+class Where {
+  readonly conditions: string[] = [];
+  readonly values: DuckDBValue[] = [];
+
+  add(sql: (param: string) => string, value: DuckDBValue): this {
+    this.values.push(value);
+    this.conditions.push(sql(`$${this.values.length}`));
+    return this;
+  }
+
+  raw(sql: string): this {
+    this.conditions.push(sql);
+    return this;
+  }
+
+  toString(): string {
+    return this.conditions.length ? `WHERE ${this.conditions.join(' AND ')}` : '';
+  }
+}
+
+function filtered(event: string | string[], filter: EventFilter): Where {
+  const where = new Where();
+  if (Array.isArray(event)) where.raw(`event IN (${event.map((e) => `'${e}'`).join(', ')})`);
+  else where.add((p) => `event = ${p}`, event);
+  if (filter.user) where.add((p) => `distinct_id = ${p}`, filter.user);
+  if (filter.endpoint) where.add((p) => `endpoint = ${p}`, filter.endpoint);
+  if (filter.errorType) where.add((p) => `error_type = ${p}`, filter.errorType);
+  if (filter.from !== undefined) where.add((p) => `ts_ms >= ${p}`, Math.floor(filter.from));
+  if (filter.to !== undefined) where.add((p) => `ts_ms <= ${p}`, Math.ceil(filter.to));
+  const status = filter.status?.trim().toLowerCase();
+  if (status && /^[1-5]xx$/.test(status)) {
+    const base = Number(status[0]) * 100;
+    where.add((p) => `status_code >= ${p}`, base).add((p) => `status_code < ${p}`, base + 100);
+  } else if (status && /^\d{3}$/.test(status)) {
+    where.add((p) => `status_code = ${p}`, Number(status));
+  }
+  return where;
+}
+
+const limitOf = (limit: number | undefined, fallback: number) =>
+  Math.min(Math.max(Math.floor(Number.isFinite(limit) ? limit! : fallback), 1), MAX_LIMIT);
+
+/**
+ * The explorer's questions, each one SQL query over the events table. The JSON
+ * API returns these answers as they are and the pages draw them, so a script
+ * sees exactly what a person sees.
+ */
+export class ExplorerQueries {
+  constructor(private readonly store: EventStore) {}
+
+  /** `api_request` events, newest first, each with whether it was slow and its error type. */
+  async requests(filter: EventFilter, limit?: number) {
+    const where = filtered('api_request', filter);
+    const n = limitOf(limit, 200);
+    const rows = await this.store.query<Record<string, any>>(
+      `SELECT r.ts_ms, r.method, r.endpoint, r.status_code, r.latency_ms, r.distinct_id, r.request_id, r.session_id,
+              s.request_id IS NOT NULL AS slow, err.error_type
+         FROM (SELECT * FROM events ${where} ORDER BY ts_ms DESC, seq DESC LIMIT ${n}) r
+         LEFT JOIN (SELECT DISTINCT request_id FROM events WHERE event = 'slow_request' AND request_id IS NOT NULL) s USING (request_id)
+         LEFT JOIN (SELECT request_id, any_value(error_type) AS error_type FROM events WHERE event = 'api_error' AND request_id IS NOT NULL GROUP BY request_id) err
+           USING (request_id)
+        ORDER BY r.ts_ms DESC`,
+      where.values,
+    );
+    const [{ total }] = await this.store.query<{ total: number }>(`SELECT count(*) AS total FROM events ${where}`, where.values);
+    return {
+      total,
+      requests: rows.map((r) => ({
+        timestamp: iso(r.ts_ms),
+        method: r.method,
+        endpoint: r.endpoint,
+        status_code: r.status_code,
+        response_time_ms: round(r.latency_ms),
+        distinct_id: r.distinct_id,
+        request_id: r.request_id,
+        session_id: r.session_id,
+        slow: r.slow,
+        error_type: r.error_type ?? null,
+      })),
+    };
+  }
+
+  /**
+   * Every event of one request, user or session, frontend and backend
+   * together, in time order (events of the same millisecond in arrival order).
+   * Past `limit` the latest events are kept.
+   */
+  async journey(key: JourneyKey, limit?: number): Promise<{ events: JourneyEvent[]; truncated: boolean }> {
+    const [column, value] =
+      'request_id' in key ? ['request_id', key.request_id] : 'session_id' in key ? ['session_id', key.session_id] : ['distinct_id', key.distinct_id];
+    const n = limitOf(limit, MAX_LIMIT);
+    const rows = await this.store.query<Record<string, any>>(
+      `SELECT * FROM (SELECT uuid, event, ts_ms, distinct_id, source, properties, seq FROM events WHERE ${column} = $1
+                       ORDER BY ts_ms DESC, seq DESC LIMIT ${n + 1})
+        ORDER BY ts_ms, seq`,
+      [value],
+    );
+    const truncated = rows.length > n;
+    return {
+      truncated,
+      events: (truncated ? rows.slice(1) : rows).map((r) => ({
+        uuid: r.uuid,
+        event: r.event,
+        timestamp: iso(r.ts_ms),
+        distinct_id: r.distinct_id,
+        source: r.source,
+        properties: JSON.parse(r.properties),
+      })),
+    };
+  }
+
+  /** `api_error` grouped by type and by endpoint, counts over time, the latest ones with the newest traceback. */
+  async errors(filter: EventFilter) {
+    const where = filtered('api_error', filter);
+    const byType = await this.store.query(
+      `SELECT error_type, count(*) AS count, max(ts_ms) AS last_ms FROM events ${where} GROUP BY error_type ORDER BY count DESC, error_type`,
+      where.values,
+    );
+    const byEndpoint = await this.store.query(
+      `SELECT method, endpoint, count(*) AS count, count(DISTINCT error_type) AS error_types, max(ts_ms) AS last_ms
+         FROM events ${where} GROUP BY method, endpoint ORDER BY count DESC, endpoint, method`,
+      where.values,
+    );
+    const bucketMs = await this.bucketFor(where, filter);
+    const overTime = await this.store.query<Record<string, any>>(
+      `SELECT (ts_ms // ${bucketMs}) * ${bucketMs} AS bucket_ms, error_type, count(*) AS count
+         FROM events ${where} GROUP BY ALL ORDER BY bucket_ms, error_type`,
+      where.values,
+    );
+    const latest = await this.store.query<Record<string, any>>(
+      `SELECT ts_ms, distinct_id, properties FROM events ${where} ORDER BY ts_ms DESC, seq DESC LIMIT 50`,
+      where.values,
+    );
+    const recent = latest.map((r) => {
+      const p = JSON.parse(r.properties);
+      return {
+        timestamp: iso(r.ts_ms),
+        error_type: p.error_type ?? null,
+        exception_type: p.exception_type ?? null,
+        error_message: p.error_message ?? null,
+        method: p.method ?? null,
+        endpoint: p.endpoint ?? null,
+        status_code: p.status_code ?? null,
+        request_id: p.request_id ?? null,
+        session_id: p.$session_id ?? null,
+        distinct_id: r.distinct_id,
+        traceback: p.traceback ?? null,
+      };
+    });
+    const withTime = (rows: Record<string, any>[]) => rows.map(({ last_ms, ...rest }) => ({ ...rest, last_seen: iso(last_ms) }));
+    return {
+      total: byType.reduce((sum, r: any) => sum + r.count, 0),
+      by_type: withTime(byType),
+      by_endpoint: withTime(byEndpoint),
+      bucket_ms: bucketMs,
+      over_time: overTime.map((r) => ({ bucket: iso(r.bucket_ms), error_type: r.error_type, count: r.count })),
+      latest: recent[0] ?? null,
+      recent: recent.map(({ traceback, ...rest }) => rest),
+    };
+  }
+
+  /**
+   * Per endpoint: requests, error rate (share answered 5xx), client error rate
+   * (4xx), p50/p95/p99 of `response_time_ms` (linear interpolation between
+   * ranks, DuckDB's `quantile_cont`) and `slow_request` count; and latency
+   * percentiles over time.
+   */
+  async performance(filter: EventFilter) {
+    const where = filtered('api_request', filter);
+    const slowWhere = filtered('slow_request', { ...filter, status: undefined });
+    const offset = where.values.length;
+    const shifted = slowWhere.conditions.map((c) => c.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + offset}`));
+    const endpoints = await this.store.query<Record<string, any>>(
+      `WITH r AS (
+         SELECT method, endpoint, count(*) AS requests,
+                avg(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END) AS error_rate,
+                avg(CASE WHEN status_code >= 400 AND status_code < 500 THEN 1 ELSE 0 END) AS client_error_rate,
+                quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.95) AS p95, quantile_cont(latency_ms, 0.99) AS p99,
+                max(latency_ms) AS max
+           FROM events ${where} GROUP BY method, endpoint),
+       s AS (SELECT method, endpoint, count(*) AS slow FROM events ${shifted.length ? `WHERE ${shifted.join(' AND ')}` : ''} GROUP BY method, endpoint)
+       SELECT r.*, coalesce(s.slow, 0) AS slow_requests FROM r LEFT JOIN s USING (method, endpoint)
+        ORDER BY r.requests DESC, r.endpoint, r.method`,
+      [...where.values, ...slowWhere.values],
+    );
+    const bucketMs = await this.bucketFor(where, filter);
+    const overTime = await this.store.query<Record<string, any>>(
+      `SELECT (ts_ms // ${bucketMs}) * ${bucketMs} AS bucket_ms, count(*) AS requests,
+              quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.95) AS p95, quantile_cont(latency_ms, 0.99) AS p99
+         FROM events ${where} GROUP BY bucket_ms ORDER BY bucket_ms`,
+      where.values,
+    );
+    return {
+      endpoints: endpoints.map((r) => ({
+        method: r.method,
+        endpoint: r.endpoint,
+        requests: r.requests,
+        error_rate: round(r.error_rate * 10_000)! / 10_000,
+        client_error_rate: round(r.client_error_rate * 10_000)! / 10_000,
+        p50_ms: round(r.p50),
+        p95_ms: round(r.p95),
+        p99_ms: round(r.p99),
+        max_ms: round(r.max),
+        slow_requests: r.slow_requests,
+      })),
+      bucket_ms: bucketMs,
+      over_time: overTime.map((r) => ({ bucket: iso(r.bucket_ms), requests: r.requests, p50_ms: round(r.p50), p95_ms: round(r.p95), p99_ms: round(r.p99) })),
+    };
+  }
+
+  /** Counts for the page header. */
+  async summary() {
+    const [row] = await this.store.query<Record<string, any>>(
+      `SELECT count(*) AS events,
+              count(*) FILTER (WHERE event = 'api_request') AS requests,
+              count(*) FILTER (WHERE event = 'api_error') AS errors,
+              count(*) FILTER (WHERE source = 'frontend') AS frontend_events,
+              count(DISTINCT distinct_id) AS users,
+              count(DISTINCT session_id) AS sessions,
+              max(ts_ms) AS last_ms
+         FROM events`,
+    );
+    const { last_ms, ...counts } = row;
+    return { ...counts, last_event: last_ms === null ? null : iso(last_ms) };
+  }
+
+  /** The narrowest bucket that draws the filtered range in at most MAX_BUCKETS bars. */
+  private async bucketFor(where: Where, filter: EventFilter): Promise<number> {
+    let { from, to } = filter;
+    if (from === undefined || to === undefined) {
+      const [range] = await this.store.query<Record<string, any>>(`SELECT min(ts_ms) AS lo, max(ts_ms) AS hi FROM events ${where}`, where.values);
+      from ??= range.lo ?? 0;
+      to ??= range.hi ?? 0;
+    }
+    const span = Math.max(to! - from!, 0);
+    return BUCKETS_MS.find((b) => span / b <= MAX_BUCKETS) ?? BUCKETS_MS[BUCKETS_MS.length - 1];
+  }
+}

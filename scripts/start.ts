@@ -1,0 +1,80 @@
+// `npm start`: the journey explorer and the demo together, the demo's backend
+// events and its page's posthog-js events going to the explorer. No PostHog
+// account, no key. Prints the two URLs, then a first burst of demo traffic
+// fills the explorer so there are journeys to look at straight away.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { runDemoTraffic } from '../apps/demo/src/demo-traffic.js';
+
+const explorerPort = Number(process.env.EXPLORER_PORT ?? 8010);
+const demoPort = Number(process.env.PORT ?? 3000);
+const explorerUrl = `http://127.0.0.1:${explorerPort}`;
+const demoUrl = `http://127.0.0.1:${demoPort}`;
+/** The explorer takes any key; this one only names where the events came from. */
+const key = 'phc_local_explorer';
+
+const children: ChildProcess[] = [];
+let stopping = false;
+
+function start(name: string, script: string, env: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: 'inherit' });
+  child.on('exit', (code, signal) => {
+    if (stopping) return;
+    console.error(`${name} stopped (${signal ?? `exit code ${code}`}); stopping the rest.`);
+    stop(code ?? 1);
+  });
+  children.push(child);
+  return child;
+}
+
+function stop(code = 0) {
+  stopping = true;
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+  // The demo flushes its queued events on SIGTERM; give it its shutdown time.
+  setTimeout(() => process.exit(code), 6000).unref();
+  Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((done) => c.once('exit', done))))).then(() => process.exit(code));
+}
+
+async function waitFor(url: string, what: string) {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (stopping) throw new Error('stopped');
+    const ok = await fetch(url).then((r) => r.ok, () => false);
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  throw new Error(`${what} did not answer at ${url} within 30 s`);
+}
+
+process.on('SIGINT', () => stop(0));
+process.on('SIGTERM', () => stop(0));
+
+try {
+  start('The explorer', 'dist/apps/explorer/src/main.js', { EXPLORER_PORT: String(explorerPort), EXPLORER_DEMO_URL: demoUrl });
+  await waitFor(`${explorerUrl}/api/summary`, 'The explorer');
+  // A 1 s slow threshold (instead of 5 s) so the demo's slow calls show as slow_request.
+  start('The demo', 'dist/apps/demo/src/main.js', {
+    PORT: String(demoPort),
+    POSTHOG_HOST: explorerUrl,
+    POSTHOG_API_KEY: key,
+    SLOW_THRESHOLD: process.env.SLOW_THRESHOLD ?? '1',
+  });
+  await waitFor(`${demoUrl}/health`, 'The demo');
+  console.log(
+    [
+      '',
+      `  Demo page (click around):  ${demoUrl}/`,
+      `  Journey explorer:          ${explorerUrl}/`,
+      `  More traffic:              npm run demo:traffic, or the "Generate traffic" button`,
+      '  Stop with Ctrl+C.',
+      '',
+    ].join('\n'),
+  );
+  if (process.env.DEMO_TRAFFIC !== '0') {
+    await runDemoTraffic({ apiUrl: demoUrl, posthogHost: explorerUrl, posthogKey: key, log: (line) => console.log(line) });
+  }
+} catch (error) {
+  if (!stopping) {
+    console.error(`npm start failed: ${(error as Error).message}`);
+    stop(1);
+  }
+}
