@@ -2,8 +2,10 @@ import type { Config } from 'jest';
 
 // Nest 12 is ESM-only, so the tests run as ES modules:
 // node --experimental-vm-modules node_modules/jest/bin/jest.js
-// JEST_SUITE=faults selects the fault-injection suite (`npm run test:faults`) instead of the unit and e2e tests.
+// JEST_SUITE=faults selects the fault-injection suite (`npm run test:faults`), JEST_SUITE=system
+// the built apps with a real browser (`npm run test:system`), instead of the unit and e2e tests.
 const faults = process.env.JEST_SUITE === 'faults';
+const system = process.env.JEST_SUITE === 'system';
 
 const config: Config = {
   testEnvironment: 'node',
@@ -17,8 +19,10 @@ const config: Config = {
   },
   testMatch: faults
     ? ['<rootDir>/test/faults/**/*.faults-spec.ts']
-    : ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
-  testTimeout: faults ? 120_000 : 30_000,
+    : system
+      ? ['<rootDir>/test/system/**/*.system-spec.ts']
+      : ['<rootDir>/libs/**/*.spec.ts', '<rootDir>/apps/**/*.spec.ts', '<rootDir>/test/**/*.e2e-spec.ts'],
+  testTimeout: faults || system ? 120_000 : 30_000,
   reporters: [
     'default',
     '<rootDir>/test/support/summary-reporter.cjs',

@@ -39,6 +39,7 @@ function journeyLink(kind, value) {
 }
 
 const time = (iso) => new Date(iso).toLocaleTimeString([], { hour12: false }) + '.' + iso.slice(20, 23);
+const bucketTime = (iso) => new Date(iso).toLocaleTimeString([], { hour12: false });
 const dateTime = (iso) => `${new Date(iso).toLocaleDateString()} ${time(iso)}`;
 const ms = (value) => (value === null || value === undefined ? '—' : `${value} ms`);
 const statusClass = (code) => (code >= 500 ? 'status s5' : code >= 400 ? 'status s4' : 'status s2');
@@ -104,6 +105,8 @@ function eventSummary(e) {
   if (p.status_code !== undefined) parts.push(`→ ${p.status_code}`);
   if (p.response_time_ms !== undefined) parts.push(`${p.response_time_ms} ms`);
   if (e.event === 'slow_request') parts.push(`${p.duration_ms} ms > ${p.threshold_ms} ms`);
+  else if (p.duration_ms !== undefined) parts.push(`${p.duration_ms} ms`);
+  if (p.status !== undefined) parts.push(`status ${p.status}`);
   if (p.error_type) parts.push(p.error_type);
   if (p.error_message) parts.push(`“${String(p.error_message).slice(0, 120)}”`);
   if (p.button_name) parts.push(`“${p.button_name}”`);
@@ -163,7 +166,7 @@ async function showErrors(params) {
   drawChart('errors-over-time', {
     type: 'bar',
     data: {
-      labels: buckets.map(time),
+      labels: buckets.map(bucketTime),
       datasets: types.map((type, i) => ({
         label: type,
         backgroundColor: palette[i % palette.length],
@@ -236,18 +239,18 @@ async function showPerformance(params) {
       labels,
       datasets: ['p50_ms', 'p95_ms', 'p99_ms'].map((key, i) => ({ label: key.replace('_ms', ''), backgroundColor: palette[[3, 2, 1][i]], data: data.endpoints.map((r) => r[key]) })),
     },
-    options: { indexAxis: 'y', scales: { x: { beginAtZero: true } } },
+    // Logarithmic: a slow endpoint would otherwise flatten every other bar.
+    options: { indexAxis: 'y', scales: { x: { type: 'logarithmic' } } },
   });
   drawChart('latency-over-time', {
     type: 'line',
     data: {
-      labels: data.over_time.map((r) => time(r.bucket)),
+      labels: data.over_time.map((r) => bucketTime(r.bucket)),
       datasets: ['p50_ms', 'p95_ms', 'p99_ms'].map((key, i) => ({
         label: key.replace('_ms', ''),
         borderColor: palette[[3, 2, 1][i]],
         backgroundColor: palette[[3, 2, 1][i]],
         data: data.over_time.map((r) => r[key]),
-        tension: 0.2,
       })),
     },
     options: { scales: { y: { beginAtZero: true } } },

@@ -1,0 +1,297 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { EventStore } from './event-store.js';
+import { ExplorerQueries } from './explorer-queries.js';
+import type { IngestedEvent } from './ingestion-decoder.js';
+
+/** A small seeded generator, so the data set is the same on every run. */
+function random(seed: number) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The percentile by linear interpolation between closest ranks, computed here without the database. */
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = p * (sorted.length - 1);
+  const lo = Math.floor(rank);
+  const hi = Math.ceil(rank);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (rank - lo);
+}
+
+const T0 = Date.parse('2026-11-23T10:00:00.000Z');
+let counter = 0;
+function ev(event: string, distinctId: string, ts: number, properties: Record<string, unknown>): IngestedEvent {
+  counter += 1;
+  return { uuid: `00000000-0000-4000-8000-${String(counter).padStart(12, '0')}`, event, distinct_id: distinctId, timestampMs: ts, properties };
+}
+
+const ENDPOINTS = [
+  { method: 'GET', endpoint: '/items/:id', errorStatus: 404, errorType: 'client_error' },
+  { method: 'POST', endpoint: '/chat', errorStatus: 503, errorType: 'connection_error' },
+  { method: 'GET', endpoint: '/errors/quota', errorStatus: 429, errorType: 'quota_error' },
+  { method: 'GET', endpoint: '/report', errorStatus: 500, errorType: 'application_error' },
+];
+const SLOW_MS = 1000;
+
+interface Request {
+  method: string;
+  endpoint: string;
+  status: number;
+  latency: number;
+  user: string;
+  requestId: string;
+  ts: number;
+  errorType?: string;
+}
+
+/** 400 requests over 20 minutes by 5 users, with their slow_request and api_error events, in shuffled arrival order. */
+function dataSet() {
+  const next = random(42);
+  const requests: Request[] = [];
+  const events: IngestedEvent[] = [];
+  for (let i = 0; i < 400; i += 1) {
+    const target = ENDPOINTS[Math.floor(next() * ENDPOINTS.length)];
+    const failed = next() < 0.15;
+    const latency = Math.round((5 + next() ** 3 * 2000) * 100) / 100;
+    const request: Request = {
+      method: target.method,
+      endpoint: target.endpoint,
+      status: failed ? target.errorStatus : 200,
+      latency,
+      user: `user_${i % 5}`,
+      requestId: `req-${i}`,
+      ts: T0 + Math.floor(next() * 20 * 60_000),
+      errorType: failed ? target.errorType : undefined,
+    };
+    requests.push(request);
+    const common = { request_id: request.requestId, endpoint: request.endpoint, method: request.method, $session_id: `session_${i % 7}` };
+    events.push(ev('api_request', request.user, request.ts, { ...common, status_code: request.status, response_time_ms: latency }));
+    if (latency > SLOW_MS) events.push(ev('slow_request', request.user, request.ts, { ...common, duration_ms: latency, threshold_ms: SLOW_MS }));
+    if (failed) events.push(ev('api_error', request.user, request.ts, { ...common, status_code: request.status, error_type: request.errorType, error_message: `failed ${i}`, traceback: `Error: failed ${i}\n    at handler` }));
+  }
+  events.sort(() => next() - 0.5);
+  return { requests, events };
+}
+
+describe('ExplorerQueries', () => {
+  let store: EventStore;
+  let queries: ExplorerQueries;
+  const { requests, events } = dataSet();
+
+  beforeAll(async () => {
+    store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 1_000_000 });
+    queries = new ExplorerQueries(store);
+    expect(await store.insert(events)).toEqual({ stored: events.length, duplicates: 0 });
+  });
+  afterAll(() => store.close());
+
+  describe('performance', () => {
+    it('gives per endpoint p50/p95/p99 equal to percentiles computed independently', async () => {
+      const { endpoints } = await queries.performance({});
+      expect(endpoints).toHaveLength(ENDPOINTS.length);
+      for (const row of endpoints) {
+        const latencies = requests.filter((r) => r.endpoint === row.endpoint && r.method === row.method).map((r) => r.latency);
+        expect(row.requests).toBe(latencies.length);
+        for (const [key, p] of [['p50_ms', 0.5], ['p95_ms', 0.95], ['p99_ms', 0.99]] as const) {
+          expect(Math.abs(row[key]! - percentile(latencies, p))).toBeLessThan(0.006);
+        }
+        expect(row.max_ms).toBe(Math.max(...latencies));
+      }
+    });
+
+    it('gives error rate (5xx), client error rate (4xx) and slow_request counts per endpoint', async () => {
+      const { endpoints } = await queries.performance({});
+      for (const row of endpoints) {
+        const mine = requests.filter((r) => r.endpoint === row.endpoint);
+        expect(row.error_rate).toBeCloseTo(mine.filter((r) => r.status >= 500).length / mine.length, 4);
+        expect(row.client_error_rate).toBeCloseTo(mine.filter((r) => r.status >= 400 && r.status < 500).length / mine.length, 4);
+        expect(row.slow_requests).toBe(mine.filter((r) => r.latency > SLOW_MS).length);
+      }
+      expect(endpoints.reduce((sum, r) => sum + r.slow_requests, 0)).toBeGreaterThan(0);
+    });
+
+    it('draws latency over time in buckets that hold every request once', async () => {
+      const { over_time, bucket_ms } = await queries.performance({});
+      expect(bucket_ms).toBe(10_000);
+      expect(over_time.reduce((sum, b) => sum + b.requests, 0)).toBe(requests.length);
+      const first = over_time[0];
+      const inFirst = requests.filter((r) => Math.floor(r.ts / bucket_ms) * bucket_ms === Date.parse(first.bucket)).map((r) => r.latency);
+      expect(first.requests).toBe(inFirst.length);
+      expect(Math.abs(first.p95_ms! - percentile(inFirst, 0.95))).toBeLessThan(0.006);
+    });
+
+    it('filters by user and by time', async () => {
+      const from = T0 + 5 * 60_000;
+      const to = T0 + 10 * 60_000;
+      const { endpoints } = await queries.performance({ user: 'user_3', from, to });
+      const mine = requests.filter((r) => r.user === 'user_3' && r.ts >= from && r.ts <= to);
+      expect(endpoints.reduce((sum, r) => sum + r.requests, 0)).toBe(mine.length);
+      const chat = mine.filter((r) => r.endpoint === '/chat').map((r) => r.latency);
+      expect(Math.abs(endpoints.find((r) => r.endpoint === '/chat')!.p50_ms! - percentile(chat, 0.5))).toBeLessThan(0.006);
+    });
+  });
+
+  describe('errors', () => {
+    it('groups api_error by error_type and by endpoint, with counts that match the data', async () => {
+      const failed = requests.filter((r) => r.errorType);
+      const result = await queries.errors({});
+      expect(result.total).toBe(failed.length);
+      for (const row of result.by_type) expect(row.count).toBe(failed.filter((r) => r.errorType === row.error_type).length);
+      expect(result.by_type.map((r) => r.error_type).sort()).toEqual([...new Set(failed.map((r) => r.errorType))].sort());
+      for (const row of result.by_endpoint) expect(row.count).toBe(failed.filter((r) => r.endpoint === row.endpoint).length);
+      expect(result.over_time.reduce((sum, r) => sum + r.count, 0)).toBe(failed.length);
+    });
+
+    it('shows the newest error with its traceback, and the recent ones newest first', async () => {
+      const failed = requests.filter((r) => r.errorType).sort((a, b) => b.ts - a.ts);
+      const result = await queries.errors({});
+      expect(result.latest?.timestamp).toBe(new Date(failed[0].ts).toISOString());
+      expect(result.latest?.traceback).toMatch(/^Error: failed \d+\n {4}at handler$/);
+      expect(result.recent.map((r) => Date.parse(r.timestamp))).toEqual([...result.recent.map((r) => Date.parse(r.timestamp))].sort((a, b) => b - a));
+    });
+
+    it('filters by error type and status class', async () => {
+      const quota = await queries.errors({ errorType: 'quota_error' });
+      expect(quota.by_type.map((r) => r.error_type)).toEqual(['quota_error']);
+      const serverSide = await queries.errors({ status: '5xx' });
+      expect(serverSide.total).toBe(requests.filter((r) => r.errorType && r.status >= 500).length);
+    });
+  });
+
+  describe('requests', () => {
+    it('lists api_request newest first with the slow flag and the error type of each', async () => {
+      const { total, requests: rows } = await queries.requests({}, 50);
+      expect(total).toBe(requests.length);
+      expect(rows).toHaveLength(50);
+      const times = rows.map((r) => Date.parse(r.timestamp));
+      expect(times).toEqual([...times].sort((a, b) => b - a));
+      for (const row of rows) {
+        const source = requests.find((r) => r.requestId === row.request_id)!;
+        expect(row).toMatchObject({ status_code: source.status, response_time_ms: source.latency, slow: source.latency > SLOW_MS, error_type: source.errorType ?? null });
+      }
+    });
+
+    it('filters by user, endpoint and status', async () => {
+      const { total, requests: rows } = await queries.requests({ user: 'user_1', endpoint: '/chat', status: '503' }, 1000);
+      const expected = requests.filter((r) => r.user === 'user_1' && r.endpoint === '/chat' && r.status === 503);
+      expect(total).toBe(expected.length);
+      expect(rows.map((r) => r.request_id).sort()).toEqual(expected.map((r) => r.requestId).sort());
+    });
+  });
+});
+
+describe('ExplorerQueries.journey', () => {
+  let store: EventStore;
+  let queries: ExplorerQueries;
+  const at = (ms: number) => T0 + ms;
+
+  beforeAll(async () => {
+    store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 1000 });
+    queries = new ExplorerQueries(store);
+    const web = (props: Record<string, unknown>) => ({ $lib: 'web', $session_id: 's1', ...props });
+    // Stored out of order, in three batches, as two clients would deliver them.
+    await store.insert([
+      ev('api_request', 'anon', at(120), { request_id: 'r1', $session_id: 's1', endpoint: '/chat', status_code: 200, response_time_ms: 100 }),
+      ev('chat_message_sent', 'anon', at(60), { request_id: 'r1', $session_id: 's1' }),
+    ]);
+    await store.insert([
+      ev('button_click', 'anon', at(0), web({ request_id: 'r1', button_name: 'Send' })),
+      ev('chat_message_sent', 'anon', at(130), web({ request_id: 'r1' })),
+      ev('$pageview', 'anon', at(-1000), web({})),
+      ev('button_click', 'anon', at(5000), web({ request_id: 'r2' })),
+    ]);
+    await store.insert([
+      ev('api_request', 'anon', at(5400), { request_id: 'r2', $session_id: 's1', status_code: 500 }),
+      ev('api_error', 'anon', at(5400), { request_id: 'r2', $session_id: 's1', error_type: 'application_error' }),
+      ev('api_request', 'anon', at(9000), { request_id: 'r3', $session_id: 's2' }),
+    ]);
+  });
+  afterAll(() => store.close());
+
+  const names = (events: { event: string; source: string }[]) => events.map((e) => `${e.source}:${e.event}`);
+
+  it('by request id: frontend and backend events of that request, in time order', async () => {
+    const { events, truncated } = await queries.journey({ request_id: 'r1' });
+    expect(truncated).toBe(false);
+    expect(names(events)).toEqual(['frontend:button_click', 'backend:chat_message_sent', 'backend:api_request', 'frontend:chat_message_sent']);
+    expect(events[0]).toMatchObject({ distinct_id: 'anon', timestamp: new Date(at(0)).toISOString() });
+    expect(events[0].properties).toMatchObject({ button_name: 'Send', request_id: 'r1' });
+  });
+
+  it('by session: every request of the session, events of one millisecond in arrival order', async () => {
+    const { events } = await queries.journey({ session_id: 's1' });
+    expect(names(events)).toEqual([
+      'frontend:$pageview',
+      'frontend:button_click',
+      'backend:chat_message_sent',
+      'backend:api_request',
+      'frontend:chat_message_sent',
+      'frontend:button_click',
+      'backend:api_request',
+      'backend:api_error',
+    ]);
+  });
+
+  it('by user: all sessions; past the limit the latest events, still in order', async () => {
+    expect((await queries.journey({ distinct_id: 'anon' })).events).toHaveLength(9);
+    const { events, truncated } = await queries.journey({ distinct_id: 'anon' }, 3);
+    expect(truncated).toBe(true);
+    expect(names(events)).toEqual(['backend:api_request', 'backend:api_error', 'backend:api_request']);
+  });
+
+  it('answers an unknown id with no events', async () => {
+    expect(await queries.journey({ request_id: 'nope' })).toEqual({ events: [], truncated: false });
+  });
+});
+
+describe('EventStore', () => {
+  const old = (days: number) => Date.now() - days * 86_400_000;
+
+  it('stores each uuid once, within a batch and across retries', async () => {
+    const store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 100 });
+    const a = ev('e', 'd', Date.now(), {});
+    const b = ev('e', 'd', Date.now(), {});
+    expect(await store.insert([a, a, b])).toEqual({ stored: 2, duplicates: 1 });
+    expect(await store.insert([a, b])).toEqual({ stored: 0, duplicates: 2 });
+    expect((await store.query('SELECT count(*) AS n FROM events'))[0].n).toBe(2);
+    store.close();
+  });
+
+  it('deletes events older than the retention period, then the oldest past maxEvents', async () => {
+    const store = await EventStore.open(':memory:', { retentionDays: 7, maxEvents: 5 });
+    await store.insert([ev('ancient', 'd', old(8), {}), ...Array.from({ length: 7 }, (_, i) => ev(`recent_${i}`, 'd', old(1) + i, {}))]);
+    expect(await store.prune()).toBe(3);
+    const left = await store.query<{ event: string }>('SELECT event FROM events ORDER BY ts_ms');
+    expect(left.map((r) => r.event)).toEqual(['recent_2', 'recent_3', 'recent_4', 'recent_5', 'recent_6']);
+    store.close();
+  });
+
+  it('keeps events in its file across restarts, still deduplicated', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'explorer-'));
+    try {
+      const path = join(dir, 'nested', 'events.duckdb');
+      const event = ev('kept', 'd', Date.now(), { request_id: 'persisted' });
+      let store = await EventStore.open(path, { retentionDays: 7, maxEvents: 100 });
+      await store.insert([event]);
+      store.close();
+      store = await EventStore.open(path, { retentionDays: 7, maxEvents: 100 });
+      expect(await store.insert([event])).toEqual({ stored: 0, duplicates: 1 });
+      expect(await new ExplorerQueries(store).journey({ request_id: 'persisted' })).toMatchObject({ events: [{ event: 'kept' }] });
+      store.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses work after close instead of crashing the process', async () => {
+    const store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 100 });
+    store.close();
+    await expect(store.insert([ev('late', 'd', Date.now(), {})])).rejects.toThrow('closed');
+  });
+});
