@@ -46,7 +46,7 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
   let context: BrowserContext;
   const consoleProblems: string[] = [];
 
-  const json = async (path: string) => {
+  const json = async (path: string): Promise<any> => {
     const response = await fetch(`${explorerUrl}${path}`);
     if (!response.ok) throw new Error(`${path}: ${response.status}`);
     return response.json();
@@ -146,9 +146,9 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
 
     await page.click('button[data-button="Sign up"]');
     await page.waitForSelector('#calls li');
-    const userId = await page.evaluate(() => (window as any).posthog.get_distinct_id());
+    const userId = await page.evaluate(() => (globalThis as any).posthog.get_distinct_id());
     expect(userId).toMatch(/^user_/);
-    const sessionId = await page.evaluate(() => (window as any).posthog.get_session_id());
+    const sessionId = await page.evaluate(() => (globalThis as any).posthog.get_session_id());
     await page.click('button[data-button="Send message"]');
     await page.waitForSelector('#calls li:nth-child(2)');
     const requestId = await page.getAttribute('#calls li:first-child', 'data-request-id');
@@ -173,10 +173,13 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
       expect(event.properties.$session_id).toBe(sessionId);
       expect(event.properties.request_id).toBe(requestId);
     }
-    // In order: the click, then the backend's events, then the frontend's outcome.
-    const order = events.map((e) => `${e.source}:${e.event}`);
-    expect(order[0]).toBe('frontend:button_click');
-    expect(order.indexOf('backend:api_request')).toBeLessThan(order.indexOf('frontend:chat_message_sent') + 2);
+    // In time order: the click before anything the API did, the API's work before the page saw the answer.
+    // (`api_request` is stamped when the response ends, so it may land just after the page's outcome event.)
+    const times = events.map((e) => Date.parse(e.timestamp));
+    expect(times).toEqual([...times].sort((a, b) => a - b));
+    expect(events[0]).toMatchObject({ source: 'frontend', event: 'button_click' });
+    for (const backend of events.filter((e) => e.source === 'backend')) expect(Date.parse(backend.timestamp)).toBeGreaterThan(times[0]);
+    expect(Date.parse(byName('frontend', 'chat_message_sent').timestamp)).toBeGreaterThanOrEqual(Date.parse(byName('backend', 'chat_message_sent').timestamp));
     await page.screenshot({ path: join(SCREENSHOTS, 'demo-page.png') });
 
     // The explorer's page shows the same journey, frontend and backend together.
@@ -192,21 +195,35 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     await explorer.waitForSelector(`#requests-table a[data-kind=request_id][title="${requestId}"]`);
     await explorer.screenshot({ path: join(SCREENSHOTS, 'requests.png') });
     await explorer.click(`#requests-table a[data-kind=request_id][title="${requestId}"]`);
-    await explorer.waitForFunction((id) => location.hash === `#journey?request_id=${id}`, requestId);
+    await explorer.waitForFunction((id) => (globalThis as any).location.hash === `#journey?request_id=${id}`, requestId);
     await explorer.waitForSelector('#timeline li[data-source=frontend][data-event=chat_message_sent]');
 
     // The user's quota error is on the Errors page, with a chart drawn by Chart.js.
     await explorer.goto(`${explorerUrl}/#errors?user=${encodeURIComponent(userId)}`);
     await explorer.waitForSelector('#errors-by-type tr[data-error-type=quota_error]');
-    expect(await explorer.evaluate(() => typeof (window as any).Chart)).toBe('function');
+    expect(await explorer.evaluate(() => typeof (globalThis as any).Chart)).toBe('function');
     expect(await explorer.textContent('#latest-error')).toContain('quota');
     await explorer.goto(`${explorerUrl}/#errors`);
     await explorer.waitForSelector('#errors-by-type tr[data-error-type=content_filter]');
     await explorer.screenshot({ path: join(SCREENSHOTS, 'errors.png'), fullPage: true });
 
+    // The person's whole journey: sign-up, chat and the error, frontend and backend interleaved.
+    await explorer.goto(`${explorerUrl}/#journey?distinct_id=${encodeURIComponent(userId)}`);
+    await explorer.waitForSelector('#timeline li.is-error[data-event=api_error]');
+    await explorer.waitForSelector('#timeline li[data-source=frontend][data-event=api_call_failed]');
+    // Including the sign-up, made while the browser was still anonymous: $identify linked it.
+    await explorer.waitForSelector('#timeline li[data-source=frontend][data-event=signup_started]');
+    expect(await explorer.textContent('#timeline')).toMatch(/POST \/auth\/signup\s+→ 201/);
+    await explorer.screenshot({ path: join(SCREENSHOTS, 'user-journey.png'), fullPage: true });
+
     await explorer.goto(`${explorerUrl}/#performance`);
     await explorer.waitForSelector('#performance-table tr[data-endpoint="/chat"]');
     await explorer.screenshot({ path: join(SCREENSHOTS, 'performance.png'), fullPage: true });
+
+    // The explorer's "Generate traffic" button runs the demo's workload.
+    const before = (await json('/api/summary')).requests;
+    await explorer.click('#traffic:not([hidden])');
+    await waitUntil('traffic from the button', () => json('/api/summary'), (s) => s.requests >= before + 30, 30_000);
 
     // Nothing the pages or posthog-js did failed or complained in the console.
     expect(consoleProblems).toEqual([]);

@@ -27,7 +27,7 @@ function plainRow(row: Record<string, unknown>): Record<string, unknown> {
 
 /** Rows per INSERT statement: DuckDB binds every value as a parameter. */
 const INSERT_CHUNK = 200;
-const COLUMNS = 14;
+const COLUMNS = 15;
 
 /**
  * The events, in one DuckDB table. The columns the pages filter and group on
@@ -72,6 +72,8 @@ export class EventStore {
         error_type VARCHAR,
         properties VARCHAR NOT NULL
       );
+      -- $identify's anonymous id: the browser's events before sign-in belong to the user's journey too.
+      ALTER TABLE events ADD COLUMN IF NOT EXISTS linked_id VARCHAR;
       CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
     `);
     const store = new EventStore(instance, connection, retention);
@@ -105,12 +107,13 @@ export class EventStore {
             num(p.response_time_ms ?? p.duration_ms),
             str(p.error_type),
             JSON.stringify(p),
+            e.event === '$identify' ? str(p.$anon_distinct_id) : null,
           );
           const base = row * COLUMNS;
           return `(${Array.from({ length: COLUMNS }, (_, k) => `$${base + k + 1}`).join(', ')})`;
         });
         const result = await this.connection.run(
-          `INSERT INTO events (uuid, event, distinct_id, ts_ms, received_ms, source, request_id, session_id, endpoint, method, status_code, latency_ms, error_type, properties)
+          `INSERT INTO events (uuid, event, distinct_id, ts_ms, received_ms, source, request_id, session_id, endpoint, method, status_code, latency_ms, error_type, properties, linked_id)
            VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING`,
           values,
         );

@@ -245,6 +245,23 @@ describe('ExplorerQueries.journey', () => {
     expect(names(events)).toEqual(['backend:api_request', 'backend:api_error', 'backend:api_request']);
   });
 
+  it("by user: includes the anonymous browser's events that $identify linked to the user", async () => {
+    const linked = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 1000 });
+    const web = { $lib: 'web', $session_id: 's9' };
+    await linked.insert([
+      ev('signup_started', 'browser-1', at(0), { ...web }),
+      ev('api_request', 'browser-1', at(10), { request_id: 'signup', endpoint: '/auth/signup' }),
+      ev('$identify', 'user_9', at(20), { ...web, $anon_distinct_id: 'browser-1' }),
+      ev('chat_started', 'user_9', at(30), { ...web }),
+      ev('unrelated', 'browser-2', at(40), {}),
+      // Someone else's $identify naming this user's id as its anonymous id links nothing backwards.
+      ev('$identify', 'user_10', at(50), { $anon_distinct_id: 'user_9' }),
+    ]);
+    const events = (await new ExplorerQueries(linked).journey({ distinct_id: 'user_9' })).events;
+    expect(events.map((e) => `${e.distinct_id}:${e.event}`)).toEqual(['browser-1:signup_started', 'browser-1:api_request', 'user_9:$identify', 'user_9:chat_started']);
+    linked.close();
+  });
+
   it('answers an unknown id with no events', async () => {
     expect(await queries.journey({ request_id: 'nope' })).toEqual({ events: [], truncated: false });
   });

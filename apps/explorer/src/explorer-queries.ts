@@ -124,11 +124,18 @@ export class ExplorerQueries {
    * Past `limit` the latest events are kept.
    */
   async journey(key: JourneyKey, limit?: number): Promise<{ events: JourneyEvent[]; truncated: boolean }> {
-    const [column, value] =
-      'request_id' in key ? ['request_id', key.request_id] : 'session_id' in key ? ['session_id', key.session_id] : ['distinct_id', key.distinct_id];
+    // A user's journey includes the anonymous browser ids their `$identify` events linked to them,
+    // as PostHog merges them into one person: the sign-up that happened before sign-in belongs to it.
+    const match =
+      'request_id' in key
+        ? 'request_id = $1'
+        : 'session_id' in key
+          ? 'session_id = $1'
+          : `distinct_id = $1 OR distinct_id IN (SELECT linked_id FROM events WHERE event = '$identify' AND distinct_id = $1 AND linked_id IS NOT NULL)`;
+    const value = 'request_id' in key ? key.request_id : 'session_id' in key ? key.session_id : key.distinct_id;
     const n = limitOf(limit, MAX_LIMIT);
     const rows = await this.store.query<Record<string, any>>(
-      `SELECT * FROM (SELECT uuid, event, ts_ms, distinct_id, source, properties, seq FROM events WHERE ${column} = $1
+      `SELECT * FROM (SELECT uuid, event, ts_ms, distinct_id, source, properties, seq FROM events WHERE ${match}
                        ORDER BY ts_ms DESC, seq DESC LIMIT ${n + 1})
         ORDER BY ts_ms, seq`,
       [value],
@@ -150,11 +157,11 @@ export class ExplorerQueries {
   /** `api_error` grouped by type and by endpoint, counts over time, the latest ones with the newest traceback. */
   async errors(filter: EventFilter) {
     const where = filtered('api_error', filter);
-    const byType = await this.store.query(
+    const byType = await this.store.query<{ error_type: string; count: number; last_ms: number }>(
       `SELECT error_type, count(*) AS count, max(ts_ms) AS last_ms FROM events ${where} GROUP BY error_type ORDER BY count DESC, error_type`,
       where.values,
     );
-    const byEndpoint = await this.store.query(
+    const byEndpoint = await this.store.query<{ method: string; endpoint: string; count: number; error_types: number; last_ms: number }>(
       `SELECT method, endpoint, count(*) AS count, count(DISTINCT error_type) AS error_types, max(ts_ms) AS last_ms
          FROM events ${where} GROUP BY method, endpoint ORDER BY count DESC, endpoint, method`,
       where.values,
@@ -185,9 +192,9 @@ export class ExplorerQueries {
         traceback: p.traceback ?? null,
       };
     });
-    const withTime = (rows: Record<string, any>[]) => rows.map(({ last_ms, ...rest }) => ({ ...rest, last_seen: iso(last_ms) }));
+    const withTime = <R extends { last_ms: number }>(rows: R[]) => rows.map(({ last_ms, ...rest }) => ({ ...rest, last_seen: iso(last_ms) }));
     return {
-      total: byType.reduce((sum, r: any) => sum + r.count, 0),
+      total: byType.reduce((sum, r) => sum + r.count, 0),
       by_type: withTime(byType),
       by_endpoint: withTime(byEndpoint),
       bucket_ms: bucketMs,
