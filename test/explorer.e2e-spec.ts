@@ -154,6 +154,13 @@ describe('Journey explorer: ingestion', () => {
     expect(preflight.headers['access-control-allow-origin']).toBe('http://127.0.0.1:3000');
   });
 
+  it('does not let another origin read the JSON API', async () => {
+    const read = await request(url).get('/api/summary').set('Origin', 'http://evil.example').expect(200);
+    expect(read.headers['access-control-allow-origin']).toBeUndefined();
+    const preflight = await request(url).options('/api/journey').set('Origin', 'http://evil.example').set('Access-Control-Request-Method', 'GET');
+    expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
+  });
+
   it('rejects unclear questions to the JSON API with 400', async () => {
     await request(url).get('/api/journey').expect(400);
     await request(url).get('/api/journey').query({ request_id: 'a', session_id: 'b' }).expect(400);

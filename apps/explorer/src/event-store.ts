@@ -25,9 +25,8 @@ function plainRow(row: Record<string, unknown>): Record<string, unknown> {
   return row;
 }
 
-/** Rows per INSERT statement: DuckDB binds every value as a parameter. */
-const INSERT_CHUNK = 200;
-const COLUMNS = 15;
+const STORED_COLUMNS =
+  'uuid, event, distinct_id, ts_ms, received_ms, source, request_id, session_id, endpoint, method, status_code, latency_ms, error_type, properties, linked_id';
 
 /**
  * The events, in one DuckDB table. The columns the pages filter and group on
@@ -74,7 +73,7 @@ export class EventStore {
       );
       -- $identify's anonymous id: the browser's events before sign-in belong to the user's journey too.
       ALTER TABLE events ADD COLUMN IF NOT EXISTS linked_id VARCHAR;
-      CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ms);
+      CREATE TEMP TABLE incoming AS SELECT ${STORED_COLUMNS} FROM events LIMIT 0;
     `);
     const store = new EventStore(instance, connection, retention);
     await store.prune();
@@ -83,41 +82,48 @@ export class EventStore {
 
   /** Stores the events not already stored; answers how many were new and how many were repeats. */
   async insert(events: IngestedEvent[], receivedMs = Date.now()): Promise<{ stored: number; duplicates: number }> {
-    // The same uuid twice in one batch would fail the statement: keep the first.
-    const unique = [...new Map(events.map((e) => [e.uuid, e] as const)).values()];
     let stored = 0;
     await this.exclusive(async () => {
-      for (let i = 0; i < unique.length; i += INSERT_CHUNK) {
-        const chunk = unique.slice(i, i + INSERT_CHUNK);
-        const values: DuckDBValue[] = [];
-        const rows = chunk.map((e, row) => {
+      // The rows go through DuckDB's appender into an empty staging table (much faster than
+      // bound parameters), then into `events` in one statement that skips known uuids.
+      const appender = await this.connection.createAppender('incoming');
+      try {
+        for (const e of events) {
           const p = e.properties;
-          values.push(
-            e.uuid,
-            e.event,
-            e.distinct_id,
-            Math.round(e.timestampMs),
-            receivedMs,
-            eventSource(p),
-            str(p.request_id),
-            str(p.$session_id),
-            str(p.endpoint),
-            str(p.method),
-            num(p.status_code),
-            num(p.response_time_ms ?? p.duration_ms),
-            str(p.error_type),
-            JSON.stringify(p),
-            e.event === '$identify' ? str(p.$anon_distinct_id) : null,
-          );
-          const base = row * COLUMNS;
-          return `(${Array.from({ length: COLUMNS }, (_, k) => `$${base + k + 1}`).join(', ')})`;
-        });
+          const text = (value: string | null) => (value === null ? appender.appendNull() : appender.appendVarchar(value));
+          const number = (value: number | null) => (value === null ? appender.appendNull() : appender.appendDouble(value));
+          appender.appendVarchar(e.uuid);
+          appender.appendVarchar(e.event);
+          appender.appendVarchar(e.distinct_id);
+          appender.appendBigInt(BigInt(Math.round(e.timestampMs)));
+          appender.appendBigInt(BigInt(receivedMs));
+          appender.appendVarchar(eventSource(p));
+          text(str(p.request_id));
+          text(str(p.$session_id));
+          text(str(p.endpoint));
+          text(str(p.method));
+          const status = num(p.status_code);
+          if (status !== null && Number.isInteger(status) && Math.abs(status) < 2 ** 31) appender.appendInteger(status);
+          else appender.appendNull();
+          number(num(p.response_time_ms ?? p.duration_ms));
+          text(str(p.error_type));
+          appender.appendVarchar(JSON.stringify(p));
+          text(e.event === '$identify' ? str(p.$anon_distinct_id) : null);
+          appender.endRow();
+        }
+      } finally {
+        appender.closeSync();
+      }
+      try {
+        // The same uuid twice in one batch: the first one is kept.
         const result = await this.connection.run(
-          `INSERT INTO events (uuid, event, distinct_id, ts_ms, received_ms, source, request_id, session_id, endpoint, method, status_code, latency_ms, error_type, properties, linked_id)
-           VALUES ${rows.join(', ')} ON CONFLICT DO NOTHING`,
-          values,
+          `INSERT INTO events (${STORED_COLUMNS})
+           SELECT ${STORED_COLUMNS} FROM incoming QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY rowid) = 1
+           ON CONFLICT DO NOTHING`,
         );
-        stored += result.rowsChanged;
+        stored = result.rowsChanged;
+      } finally {
+        await this.connection.run('DELETE FROM incoming');
       }
     });
     // Bounded between the periodic prunes too: a flood of events prunes as it goes.
