@@ -229,6 +229,24 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     expect(consoleProblems).toEqual([]);
   });
 
+  it('npm run demo:traffic adds a mixed workload to the running demo and explorer', async () => {
+    const before = await json('/api/summary');
+    const result = await new Promise<{ code: number | null; stdout: string }>((done) => {
+      const child = spawn(process.execPath, ['dist/scripts/demo-traffic.js'], {
+        cwd: ROOT,
+        env: { ...process.env, DEMO_URL: demoUrl, POSTHOG_HOST: explorerUrl, DEMO_USERS: '3' },
+      });
+      let stdout = '';
+      child.stdout.on('data', (chunk) => (stdout += chunk));
+      child.stderr.on('data', (chunk) => (stdout += chunk));
+      child.on('exit', (code) => done({ code, stdout }));
+    });
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/Demo traffic: \d+ API calls by 3 people, \d+ frontend events\./);
+    const after = await waitUntil('the new traffic', () => json('/api/summary'), (s) => s.requests >= before.requests + 15, 30_000);
+    expect(after.frontend_events).toBeGreaterThan(before.frontend_events);
+  });
+
   it('the explorer refuses to start under NODE_ENV=production unless told', async () => {
     const run = (env: NodeJS.ProcessEnv) =>
       new Promise<{ code: number | null; stderr: string }>((done) => {

@@ -32,7 +32,9 @@ const STORED_COLUMNS =
  * The events, in one DuckDB table. The columns the pages filter and group on
  * (request id, session, endpoint, status, latency, error type) are pulled out of
  * the properties when an event is stored; the properties are kept whole as JSON
- * text. `uuid` is the primary key: a retried batch is stored once.
+ * text. An event whose `uuid` is already stored is skipped: a retried batch is
+ * stored once. (No primary key: DuckDB's index kept the file growing under
+ * retention; a join against the uuid column is as fast at these sizes.)
  *
  * DuckDB runs one statement at a time per connection; every call goes through
  * `exclusive`, so concurrent requests queue instead of interleaving.
@@ -56,7 +58,7 @@ export class EventStore {
       CREATE SEQUENCE IF NOT EXISTS event_seq;
       CREATE TABLE IF NOT EXISTS events (
         seq BIGINT DEFAULT nextval('event_seq'),
-        uuid VARCHAR PRIMARY KEY,
+        uuid VARCHAR NOT NULL,
         event VARCHAR NOT NULL,
         distinct_id VARCHAR NOT NULL,
         ts_ms BIGINT NOT NULL,
@@ -118,8 +120,9 @@ export class EventStore {
         // The same uuid twice in one batch: the first one is kept.
         const result = await this.connection.run(
           `INSERT INTO events (${STORED_COLUMNS})
-           SELECT ${STORED_COLUMNS} FROM incoming QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY rowid) = 1
-           ON CONFLICT DO NOTHING`,
+           SELECT ${STORED_COLUMNS} FROM incoming
+            WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.uuid = incoming.uuid)
+           QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY rowid) = 1`,
         );
         stored = result.rowsChanged;
       } finally {
