@@ -85,7 +85,7 @@ try {
       await time('/api/errors'),
       await time('/api/performance'),
     ];
-    const stored = (await (await fetch(`${url}/api/summary`)).json()).events;
+    const stored = ((await (await fetch(`${url}/api/summary`)).json()) as { events: number }).events;
     console.log([total, stored, Math.round(rate), (size() / 1024 / 1024).toFixed(1), ...timings.map((t) => t.toFixed(0))].join(' | '));
   }
 } finally {
