@@ -117,12 +117,14 @@ export class EventStore {
         appender.closeSync();
       }
       try {
-        // The same uuid twice in one batch: the first one is kept.
+        // The same uuid twice in one batch: the first one is kept. In arrival order, so that
+        // `seq` orders events of the same millisecond as their client sent them.
         const result = await this.connection.run(
           `INSERT INTO events (${STORED_COLUMNS})
            SELECT ${STORED_COLUMNS} FROM incoming
             WHERE NOT EXISTS (SELECT 1 FROM events WHERE events.uuid = incoming.uuid)
-           QUALIFY row_number() OVER (PARTITION BY uuid ORDER BY rowid) = 1`,
+              AND rowid IN (SELECT min(rowid) FROM incoming GROUP BY uuid)
+            ORDER BY rowid`,
         );
         stored = result.rowsChanged;
       } finally {

@@ -280,6 +280,17 @@ describe('EventStore', () => {
     store.close();
   });
 
+  it('keeps the arrival order of events of the same millisecond, batch after batch', async () => {
+    const store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 100_000 });
+    for (let round = 0; round < 10; round += 1) {
+      const batch = Array.from({ length: 300 }, (_, i) => ({ ...ev(`e${i}`, `same-ms-${round}`, T0, {}) }));
+      await store.insert([...batch, batch[5]]);
+      const journey = await new ExplorerQueries(store).journey({ distinct_id: `same-ms-${round}` });
+      expect(journey.events.map((e) => e.event)).toEqual(batch.map((e) => e.event));
+    }
+    store.close();
+  });
+
   it('deletes events older than the retention period, then the oldest past maxEvents', async () => {
     const store = await EventStore.open(':memory:', { retentionDays: 7, maxEvents: 5 });
     await store.insert([ev('ancient', 'd', old(8), {}), ...Array.from({ length: 7 }, (_, i) => ev(`recent_${i}`, 'd', old(1) + i, {}))]);
