@@ -1,7 +1,7 @@
 // `npm start`: the journey explorer and the demo together, the demo's backend
 // events and its page's posthog-js events going to the explorer. No PostHog
-// account, no key. Prints the two URLs, then a first burst of demo traffic
-// fills the explorer so there are journeys to look at straight away.
+// account, no key. A first burst of demo traffic fills the explorer so there
+// are journeys to look at straight away; then it prints the two URLs.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { runDemoTraffic } from '../apps/demo/src/demo-traffic.js';
 
@@ -59,6 +59,13 @@ try {
     SLOW_THRESHOLD: process.env.SLOW_THRESHOLD ?? '1',
   });
   await waitFor(`${demoUrl}/health`, 'The demo');
+  if (process.env.DEMO_TRAFFIC !== '0') {
+    // Only a convenience: if it fails, the demo and the explorer still run.
+    await runDemoTraffic({ apiUrl: demoUrl, posthogHost: explorerUrl, posthogKey: key, log: (line) => console.log(line) }).catch((error: Error) =>
+      console.error(`The first round of demo traffic failed: ${error.message}`),
+    );
+  }
+  // Last, so the URLs are not scrolled away by the demo's logs.
   console.log(
     [
       '',
@@ -69,9 +76,6 @@ try {
       '',
     ].join('\n'),
   );
-  if (process.env.DEMO_TRAFFIC !== '0') {
-    await runDemoTraffic({ apiUrl: demoUrl, posthogHost: explorerUrl, posthogKey: key, log: (line) => console.log(line) });
-  }
 } catch (error) {
   if (!stopping) {
     console.error(`npm start failed: ${(error as Error).message}`);
