@@ -1,5 +1,5 @@
 import { gzipSync } from 'node:zlib';
-import { decodeIngestion, IngestionError, type RawIngestion } from './ingestion-decoder.js';
+import { decodeIngestion, IngestionError, MAX_EVENT_BYTES, type RawIngestion } from './ingestion-decoder.js';
 
 const MAX = 64 * 1024;
 const NOW = Date.parse('2026-11-23T12:00:00.000Z');
@@ -60,6 +60,13 @@ describe('decodeIngestion', () => {
     const { events, rejected } = decodeIngestion(raw(JSON.stringify(body)));
     expect(events.map((e) => e.event)).toEqual(['api_request']);
     expect(rejected).toBe(5);
+  });
+
+  it('drops an event over 1 MiB, as PostHog does, and keeps its neighbours', () => {
+    const big = { event: 'big', distinct_id: 'd', properties: { blob: 'x'.repeat(MAX_EVENT_BYTES) } };
+    const { events, rejected } = decodeIngestion(raw(JSON.stringify([serverEvent, big]), { maxBytes: 4 * MAX_EVENT_BYTES }));
+    expect(events.map((e) => e.event)).toEqual(['api_request']);
+    expect(rejected).toBe(1);
   });
 
   it('gives an event without uuid one derived from its content, so a retry is stored once', () => {

@@ -13,7 +13,7 @@ export interface IngestedEvent {
 
 export interface DecodedBody {
   events: IngestedEvent[];
-  /** Items that were not events (no name, no distinct_id, not an object). */
+  /** Items that were not events (no name, no distinct_id, not an object), or larger than 1 MiB. */
   rejected: number;
 }
 
@@ -40,6 +40,8 @@ export class IngestionError extends Error {
 }
 
 const MAX_NAME = 200;
+/** PostHog's own limit on one event: larger ones are dropped (counted as rejected). */
+export const MAX_EVENT_BYTES = 1024 * 1024;
 const MAX_ID = 200;
 const GZIP_MAGIC = [0x1f, 0x8b];
 
@@ -116,6 +118,7 @@ function normalise(item: unknown, receivedAt: number): IngestedEvent | undefined
   if (name === undefined || distinctId === undefined) return undefined;
   // posthog-js puts person updates beside the properties; PostHog reads them from either place.
   for (const key of ['$set', '$set_once'] as const) if (isObject(item[key]) && !(key in properties)) properties[key] = item[key];
+  if (Buffer.byteLength(JSON.stringify(properties)) > MAX_EVENT_BYTES) return undefined;
   const timestampMs = eventTime(item, properties, receivedAt);
   const uuid = text(item.uuid, 100) ?? contentUuid([name, distinctId, item.timestamp ?? null, properties]);
   return { uuid, event: name, distinct_id: distinctId, timestampMs, properties };
