@@ -1,4 +1,4 @@
-import { DuckDBInstance, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBAppender, type DuckDBConnection, type DuckDBValue } from '@duckdb/node-api';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { IngestedEvent } from './ingestion-decoder.js';
@@ -88,35 +88,13 @@ export class EventStore {
     await this.exclusive(async () => {
       // The rows go through DuckDB's appender into an empty staging table (much faster than
       // bound parameters), then into `events` in one statement that skips known uuids.
-      const appender = await this.connection.createAppender('incoming');
       try {
-        for (const e of events) {
-          const p = e.properties;
-          const text = (value: string | null) => (value === null ? appender.appendNull() : appender.appendVarchar(value));
-          const number = (value: number | null) => (value === null ? appender.appendNull() : appender.appendDouble(value));
-          appender.appendVarchar(e.uuid);
-          appender.appendVarchar(e.event);
-          appender.appendVarchar(e.distinct_id);
-          appender.appendBigInt(BigInt(Math.round(e.timestampMs)));
-          appender.appendBigInt(BigInt(receivedMs));
-          appender.appendVarchar(eventSource(p));
-          text(str(p.request_id));
-          text(str(p.$session_id));
-          text(str(p.endpoint));
-          text(str(p.method));
-          const status = num(p.status_code);
-          if (status !== null && Number.isInteger(status) && Math.abs(status) < 2 ** 31) appender.appendInteger(status);
-          else appender.appendNull();
-          number(num(p.response_time_ms ?? p.duration_ms));
-          text(str(p.error_type));
-          appender.appendVarchar(JSON.stringify(p));
-          text(e.event === '$identify' ? str(p.$anon_distinct_id) : null);
-          appender.endRow();
+        const appender = await this.connection.createAppender('incoming');
+        try {
+          for (const e of events) this.appendRow(appender, e, receivedMs);
+        } finally {
+          appender.closeSync();
         }
-      } finally {
-        appender.closeSync();
-      }
-      try {
         // The same uuid twice in one batch: the first one is kept. In arrival order, so that
         // `seq` orders events of the same millisecond as their client sent them.
         const result = await this.connection.run(
@@ -128,6 +106,7 @@ export class EventStore {
         );
         stored = result.rowsChanged;
       } finally {
+        // Emptied whatever happened, so a failed batch never leaks rows into the next one.
         await this.connection.run('DELETE FROM incoming');
       }
     });
@@ -135,6 +114,31 @@ export class EventStore {
     this.storedSincePrune += stored;
     if (this.storedSincePrune > Math.max(1000, this.retention.maxEvents / 10)) void this.prune().catch(() => undefined);
     return { stored, duplicates: events.length - stored };
+  }
+
+  private appendRow(appender: DuckDBAppender, e: IngestedEvent, receivedMs: number): void {
+    const p = e.properties;
+    const text = (value: string | null) => (value === null ? appender.appendNull() : appender.appendVarchar(value));
+    appender.appendVarchar(e.uuid);
+    appender.appendVarchar(e.event);
+    appender.appendVarchar(e.distinct_id);
+    appender.appendBigInt(BigInt(Math.round(e.timestampMs)));
+    appender.appendBigInt(BigInt(receivedMs));
+    appender.appendVarchar(eventSource(p));
+    text(str(p.request_id));
+    text(str(p.$session_id));
+    text(str(p.endpoint));
+    text(str(p.method));
+    const status = num(p.status_code);
+    if (status !== null && Number.isInteger(status) && Math.abs(status) < 2 ** 31) appender.appendInteger(status);
+    else appender.appendNull();
+    const latency = num(p.response_time_ms ?? p.duration_ms);
+    if (latency === null) appender.appendNull();
+    else appender.appendDouble(latency);
+    text(str(p.error_type));
+    appender.appendVarchar(JSON.stringify(p));
+    text(e.event === '$identify' ? str(p.$anon_distinct_id) : null);
+    appender.endRow();
   }
 
   /** Rows of a read query, as plain JSON values (BIGINTs as numbers). */
