@@ -145,6 +145,11 @@ describe('Journey explorer: ingestion', () => {
     expect(config.body).toMatchObject({ hasFeatureFlags: false, sessionRecording: false, supportedCompression: expect.arrayContaining(['gzip-js']) });
     const flags = await request(url).post('/flags/?v=2&config=true').send({ token: 'phc_test' }).expect(200);
     expect(flags.body).toMatchObject({ flags: {}, errorsWhileComputingFlags: false });
+    // Person updates and recordings are answered, not stored.
+    const before = (await request(url).get('/api/summary')).body.events;
+    await request(url).post('/engage/').send({ $distinct_id: 'x', $set: { a: 1 } }).expect(200);
+    await request(url).post('/s/').send([{ event: '$snapshot', properties: { distinct_id: 'x' } }]).expect(200);
+    expect((await request(url).get('/api/summary')).body.events).toBe(before);
     const preflight = await request(url)
       .options('/i/v0/e/')
       .set('Origin', 'http://127.0.0.1:3000')
