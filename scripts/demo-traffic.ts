@@ -12,7 +12,7 @@ try {
     apiUrl,
     posthogHost,
     posthogKey: process.env.POSTHOG_API_KEY ?? 'phc_local_explorer',
-    users: Number(process.env.DEMO_USERS ?? 6),
+    users: Number(process.env.DEMO_USERS) || 6,
     log: (line) => console.log(line),
   });
   console.log(`See them in the explorer: ${posthogHost}/#journey?distinct_id=${encodeURIComponent(result.users[0].distinctId)}`);

@@ -16,22 +16,41 @@ const children: ChildProcess[] = [];
 let stopping = false;
 
 function start(name: string, script: string, env: NodeJS.ProcessEnv): ChildProcess {
-  const child = spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: 'inherit' });
+  // Detached: Ctrl+C reaches only this launcher, which stops the demo first (it flushes its
+  // events to the explorer) and the explorer after.
+  const child = spawn(process.execPath, [script], { env: { ...process.env, ...env }, stdio: 'inherit', detached: true });
   child.on('exit', (code, signal) => {
     if (stopping) return;
     console.error(`${name} stopped (${signal ?? `exit code ${code}`}); stopping the rest.`);
-    stop(code ?? 1);
+    void stop(code ?? 1);
   });
   children.push(child);
   return child;
 }
 
-function stop(code = 0) {
+function exited(child: ChildProcess, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((done) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      done();
+    }, timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      done();
+    });
+  });
+}
+
+/** The demo first (its shutdown delivers queued events, within its 5 s timeout), then the explorer. */
+async function stop(code = 0) {
+  if (stopping) return;
   stopping = true;
-  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-  // The demo flushes its queued events on SIGTERM; give it its shutdown time.
-  setTimeout(() => process.exit(code), 6000).unref();
-  Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((done) => c.once('exit', done))))).then(() => process.exit(code));
+  for (const child of [...children].reverse()) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited(child, 8000);
+  }
+  process.exit(code);
 }
 
 async function waitFor(url: string, what: string) {
@@ -45,8 +64,8 @@ async function waitFor(url: string, what: string) {
   throw new Error(`${what} did not answer at ${url} within 30 s`);
 }
 
-process.on('SIGINT', () => stop(0));
-process.on('SIGTERM', () => stop(0));
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
 
 try {
   start('The explorer', 'dist/apps/explorer/src/main.js', { EXPLORER_PORT: String(explorerPort), EXPLORER_DEMO_URL: demoUrl });
@@ -79,6 +98,6 @@ try {
 } catch (error) {
   if (!stopping) {
     console.error(`npm start failed: ${(error as Error).message}`);
-    stop(1);
+    void stop(1);
   }
 }

@@ -41,7 +41,7 @@ export class FrontendController {
   page() {
     // `<` escaped so no configured value can close the script element.
     const config = JSON.stringify(pageConfig()).replace(/</g, '\\u003c');
-    return readFileSync(join(publicDir, 'index.html'), 'utf8').replace('__DEMO_CONFIG__', config);
+    return readFileSync(join(publicDir, 'index.html'), 'utf8').replace('__DEMO_CONFIG__', () => config);
   }
 
   @Get('assets/:name')

@@ -322,6 +322,8 @@ document.getElementById('traffic').addEventListener('click', async (event) => {
   try {
     const response = await fetch('/api/demo-traffic', { method: 'POST' });
     button.textContent = response.ok ? 'Traffic started' : 'The demo did not answer';
+  } catch {
+    button.textContent = 'The explorer did not answer';
   } finally {
     setTimeout(() => {
       button.disabled = false;

@@ -149,20 +149,24 @@ export class EventStore {
     });
   }
 
-  /** Deletes events older than the retention period, then the oldest past `maxEvents`; answers how many went. */
+  /**
+   * Deletes events that arrived longer ago than the retention period, then the
+   * earliest arrived past `maxEvents`; answers how many went. By arrival, not by
+   * the client's timestamp, which a skewed clock or a backfill can put anywhere.
+   */
   async prune(now = Date.now()): Promise<number> {
     return this.exclusive(async () => {
       this.storedSincePrune = 0;
       let removed = 0;
       if (this.retention.retentionDays > 0) {
         const cutoff = now - this.retention.retentionDays * 86_400_000;
-        removed += (await this.connection.run('DELETE FROM events WHERE ts_ms < $1', [cutoff])).rowsChanged;
+        removed += (await this.connection.run('DELETE FROM events WHERE received_ms < $1', [cutoff])).rowsChanged;
       }
       const count = Number((await this.connection.runAndReadAll('SELECT count(*) AS n FROM events')).getRowObjectsJS()[0].n);
       if (count > this.retention.maxEvents) {
         removed += (
           await this.connection.run(
-            'DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY ts_ms, seq LIMIT $1)',
+            'DELETE FROM events WHERE seq IN (SELECT seq FROM events ORDER BY received_ms, seq LIMIT $1)',
             [count - this.retention.maxEvents],
           )
         ).rowsChanged;
@@ -173,19 +177,23 @@ export class EventStore {
     });
   }
 
-  close(): void {
+  /**
+   * Refuses new work, lets what is queued finish, then closes. Awaited at
+   * application shutdown, after the HTTP server stopped.
+   */
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.chain;
     this.connection.closeSync();
     this.instance.closeSync();
   }
 
   private exclusive<T>(work: () => Promise<T>): Promise<T> {
-    const run = this.chain.then(() => {
-      if (this.closed) throw new Error('The event store is closed.');
-      return work();
-    });
+    if (this.closed) return Promise.reject(new Error('The event store is closed.'));
+    const run = this.chain.then(work);
     this.chain = run.catch(() => undefined);
     return run;
   }
+
 }

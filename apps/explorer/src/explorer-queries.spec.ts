@@ -116,6 +116,22 @@ describe('ExplorerQueries', () => {
       expect(endpoints.reduce((sum, r) => sum + r.slow_requests, 0)).toBeGreaterThan(0);
     });
 
+    it('counts only the slow requests among those the filters select', async () => {
+      for (const filter of [{ status: '200' }, { status: '5xx' }, { user: 'user_2' }, { errorType: 'connection_error' }]) {
+        const { endpoints } = await queries.performance(filter);
+        const selected = requests.filter(
+          (r) =>
+            (filter.status === undefined || (filter.status === '5xx' ? r.status >= 500 : String(r.status) === filter.status)) &&
+            (filter.user === undefined || r.user === filter.user) &&
+            (filter.errorType === undefined || r.errorType === filter.errorType),
+        );
+        expect(endpoints.reduce((sum, r) => sum + r.requests, 0)).toBe(selected.length);
+        for (const row of endpoints) {
+          expect(row.slow_requests).toBe(selected.filter((r) => r.endpoint === row.endpoint && r.latency > SLOW_MS).length);
+        }
+      }
+    });
+
     it('draws latency over time in buckets that hold every request once', async () => {
       const { over_time, bucket_ms } = await queries.performance({});
       expect(bucket_ms).toBe(10_000);
@@ -175,6 +191,13 @@ describe('ExplorerQueries', () => {
         const source = requests.find((r) => r.requestId === row.request_id)!;
         expect(row).toMatchObject({ status_code: source.status, response_time_ms: source.latency, slow: source.latency > SLOW_MS, error_type: source.errorType ?? null });
       }
+    });
+
+    it("filters by error type through the request's api_error", async () => {
+      const { total, requests: rows } = await queries.requests({ errorType: 'quota_error' }, 1000);
+      const expected = requests.filter((r) => r.errorType === 'quota_error');
+      expect(total).toBe(expected.length);
+      expect(rows.every((r) => r.error_type === 'quota_error')).toBe(true);
     });
 
     it('filters by user, endpoint and status', async () => {
@@ -259,7 +282,13 @@ describe('ExplorerQueries.journey', () => {
     ]);
     const events = (await new ExplorerQueries(linked).journey({ distinct_id: 'user_9' })).events;
     expect(events.map((e) => `${e.distinct_id}:${e.event}`)).toEqual(['browser-1:signup_started', 'browser-1:api_request', 'user_9:$identify', 'user_9:chat_started']);
-    linked.close();
+    await linked.close();
+  });
+
+  it('leaves out properties over 64 KiB, saying how large they were', async () => {
+    await store.insert([ev('huge', 'anon', at(20_000), { request_id: 'r-huge', $session_id: 's3', blob: 'x'.repeat(70_000) })]);
+    const [event] = (await queries.journey({ request_id: 'r-huge' })).events;
+    expect(event.properties).toEqual({ request_id: 'r-huge', $session_id: 's3', $explorer_note: expect.stringMatching(/^properties of 7\d{4} bytes not shown$/) });
   });
 
   it('answers an unknown id with no events', async () => {
@@ -277,7 +306,7 @@ describe('EventStore', () => {
     expect(await store.insert([a, a, b])).toEqual({ stored: 2, duplicates: 1 });
     expect(await store.insert([a, b])).toEqual({ stored: 0, duplicates: 2 });
     expect((await store.query('SELECT count(*) AS n FROM events'))[0].n).toBe(2);
-    store.close();
+    await store.close();
   });
 
   it('keeps the arrival order of events of the same millisecond, batch after batch', async () => {
@@ -288,16 +317,19 @@ describe('EventStore', () => {
       const journey = await new ExplorerQueries(store).journey({ distinct_id: `same-ms-${round}` });
       expect(journey.events.map((e) => e.event)).toEqual(batch.map((e) => e.event));
     }
-    store.close();
+    await store.close();
   });
 
   it('deletes events older than the retention period, then the oldest past maxEvents', async () => {
     const store = await EventStore.open(':memory:', { retentionDays: 7, maxEvents: 5 });
-    await store.insert([ev('ancient', 'd', old(8), {}), ...Array.from({ length: 7 }, (_, i) => ev(`recent_${i}`, 'd', old(1) + i, {}))]);
+    await store.insert([ev('arrived_8_days_ago', 'd', Date.now(), {})], old(8));
+    // By arrival, not by the client's clock: a far-future timestamp does not keep an event forever.
+    await store.insert([ev('future_clock', 'd', Date.now() + 365 * 86_400_000, {})], old(2));
+    await store.insert(Array.from({ length: 6 }, (_, i) => ev(`recent_${i}`, 'd', old(30) + i, {})), old(1));
     expect(await store.prune()).toBe(3);
-    const left = await store.query<{ event: string }>('SELECT event FROM events ORDER BY ts_ms');
-    expect(left.map((r) => r.event)).toEqual(['recent_2', 'recent_3', 'recent_4', 'recent_5', 'recent_6']);
-    store.close();
+    const left = await store.query<{ event: string }>('SELECT event FROM events ORDER BY seq');
+    expect(left.map((r) => r.event)).toEqual(['recent_1', 'recent_2', 'recent_3', 'recent_4', 'recent_5']);
+    await store.close();
   });
 
   it('keeps events in its file across restarts, still deduplicated', async () => {
@@ -307,19 +339,24 @@ describe('EventStore', () => {
       const event = ev('kept', 'd', Date.now(), { request_id: 'persisted' });
       let store = await EventStore.open(path, { retentionDays: 7, maxEvents: 100 });
       await store.insert([event]);
-      store.close();
+      await store.close();
       store = await EventStore.open(path, { retentionDays: 7, maxEvents: 100 });
       expect(await store.insert([event])).toEqual({ stored: 0, duplicates: 1 });
       expect(await new ExplorerQueries(store).journey({ request_id: 'persisted' })).toMatchObject({ events: [{ event: 'kept' }] });
-      store.close();
+      await store.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('refuses work after close instead of crashing the process', async () => {
-    const store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 100 });
-    store.close();
-    await expect(store.insert([ev('late', 'd', Date.now(), {})])).rejects.toThrow('closed');
+  it('on close, lets queued work finish, refuses what comes after, and does not hang', async () => {
+    const store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 100_000 });
+    const running = store.insert(Array.from({ length: 5000 }, (_, i) => ev(`e${i}`, 'd', Date.now(), { blob: 'x'.repeat(100) })));
+    const closing = store.close();
+    const late = expect(store.query('SELECT 1')).rejects.toThrow('closed');
+    await expect(running).resolves.toEqual({ stored: 5000, duplicates: 0 });
+    await late;
+    await closing;
+    await expect(store.insert([ev('later', 'd', Date.now(), {})])).rejects.toThrow('closed');
   });
 });

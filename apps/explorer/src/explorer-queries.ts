@@ -28,6 +28,12 @@ export interface JourneyEvent {
 }
 
 const MAX_LIMIT = 1000;
+/**
+ * Properties as stored, unless an event's are over 64 KiB: then NULL, and their size.
+ * A page of 1000 events of 1 MiB each would otherwise take a gigabyte to answer.
+ */
+const MAX_PROPERTIES_BYTES = 64 * 1024;
+const CAPPED_PROPERTIES = `CASE WHEN strlen(properties) <= ${MAX_PROPERTIES_BYTES} THEN properties END AS properties, strlen(properties) AS properties_bytes`;
 /** Bucket widths for charts over time; the narrowest that gives at most `MAX_BUCKETS`. */
 const BUCKETS_MS = [1_000, 10_000, 60_000, 5 * 60_000, 15 * 60_000, 3_600_000, 6 * 3_600_000, 86_400_000];
 const MAX_BUCKETS = 120;
@@ -62,7 +68,13 @@ function filtered(event: string | string[], filter: EventFilter): Where {
   else where.add((p) => `event = ${p}`, event);
   if (filter.user) where.add((p) => `distinct_id = ${p}`, filter.user);
   if (filter.endpoint) where.add((p) => `endpoint = ${p}`, filter.endpoint);
-  if (filter.errorType) where.add((p) => `error_type = ${p}`, filter.errorType);
+  // api_error carries the type; other events match through their request's api_error.
+  if (filter.errorType) {
+    where.add(
+      (p) => (event === 'api_error' ? `error_type = ${p}` : `request_id IN (SELECT request_id FROM events WHERE event = 'api_error' AND error_type = ${p})`),
+      filter.errorType,
+    );
+  }
   if (filter.from !== undefined) where.add((p) => `ts_ms >= ${p}`, Math.floor(filter.from));
   if (filter.to !== undefined) where.add((p) => `ts_ms <= ${p}`, Math.ceil(filter.to));
   const status = filter.status?.trim().toLowerCase();
@@ -135,7 +147,7 @@ export class ExplorerQueries {
     const value = 'request_id' in key ? key.request_id : 'session_id' in key ? key.session_id : key.distinct_id;
     const n = limitOf(limit, MAX_LIMIT);
     const rows = await this.store.query<Record<string, any>>(
-      `SELECT * FROM (SELECT uuid, event, ts_ms, distinct_id, source, properties, seq FROM events WHERE ${match}
+      `SELECT * FROM (SELECT uuid, event, ts_ms, distinct_id, source, ${CAPPED_PROPERTIES}, request_id, session_id, seq FROM events WHERE ${match}
                        ORDER BY ts_ms DESC, seq DESC LIMIT ${n + 1})
         ORDER BY ts_ms, seq`,
       [value],
@@ -149,7 +161,7 @@ export class ExplorerQueries {
         timestamp: iso(r.ts_ms),
         distinct_id: r.distinct_id,
         source: r.source,
-        properties: JSON.parse(r.properties),
+        properties: r.properties === null ? { request_id: r.request_id, $session_id: r.session_id, $explorer_note: `properties of ${r.properties_bytes} bytes not shown` } : JSON.parse(r.properties),
       })),
     };
   }
@@ -173,11 +185,11 @@ export class ExplorerQueries {
       where.values,
     );
     const latest = await this.store.query<Record<string, any>>(
-      `SELECT ts_ms, distinct_id, properties FROM events ${where} ORDER BY ts_ms DESC, seq DESC LIMIT 50`,
+      `SELECT ts_ms, distinct_id, ${CAPPED_PROPERTIES} FROM events ${where} ORDER BY ts_ms DESC, seq DESC LIMIT 50`,
       where.values,
     );
     const recent = latest.map((r) => {
-      const p = JSON.parse(r.properties);
+      const p = r.properties === null ? {} : JSON.parse(r.properties);
       return {
         timestamp: iso(r.ts_ms),
         error_type: p.error_type ?? null,
@@ -212,9 +224,6 @@ export class ExplorerQueries {
    */
   async performance(filter: EventFilter) {
     const where = filtered('api_request', filter);
-    const slowWhere = filtered('slow_request', { ...filter, status: undefined });
-    const offset = where.values.length;
-    const shifted = slowWhere.conditions.map((c) => c.replace(/\$(\d+)/g, (_, i) => `$${Number(i) + offset}`));
     const endpoints = await this.store.query<Record<string, any>>(
       `WITH r AS (
          SELECT method, endpoint, count(*) AS requests,
@@ -223,10 +232,13 @@ export class ExplorerQueries {
                 quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.95) AS p95, quantile_cont(latency_ms, 0.99) AS p99,
                 max(latency_ms) AS max
            FROM events ${where} GROUP BY method, endpoint),
-       s AS (SELECT method, endpoint, count(*) AS slow FROM events ${shifted.length ? `WHERE ${shifted.join(' AND ')}` : ''} GROUP BY method, endpoint)
+       -- The slow_request events of exactly the requests counted above (slow_request has no status of its own).
+       s AS (SELECT method, endpoint, count(*) AS slow FROM events
+              WHERE event = 'slow_request' AND request_id IN (SELECT request_id FROM events ${where})
+              GROUP BY method, endpoint)
        SELECT r.*, coalesce(s.slow, 0) AS slow_requests FROM r LEFT JOIN s USING (method, endpoint)
         ORDER BY r.requests DESC, r.endpoint, r.method`,
-      [...where.values, ...slowWhere.values],
+      where.values,
     );
     const bucketMs = await this.bucketFor(where, filter);
     const overTime = await this.store.query<Record<string, any>>(

@@ -1,4 +1,4 @@
-import { DynamicModule, Logger, Module, OnModuleDestroy, OnModuleInit } from '@nestjs/common';
+import { DynamicModule, Logger, Module, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { EventStore } from './event-store.js';
 import { ExplorerApiController } from './explorer-api.controller.js';
 import { ExplorerQueries } from './explorer-queries.js';
@@ -11,7 +11,7 @@ const PRUNE_EVERY_MS = 60_000;
 
 /** The explorer: PostHog's ingestion API in, DuckDB in the middle, the JSON API and the page out. */
 @Module({})
-export class ExplorerModule implements OnModuleInit, OnModuleDestroy {
+export class ExplorerModule implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Explorer');
   private pruneTimer?: NodeJS.Timeout;
 
@@ -40,9 +40,10 @@ export class ExplorerModule implements OnModuleInit, OnModuleDestroy {
     }, PRUNE_EVERY_MS).unref();
   }
 
-  onModuleDestroy() {
+  /** After the HTTP server has stopped taking requests, so none meets a closed store. */
+  async onApplicationShutdown() {
     clearInterval(this.pruneTimer);
-    this.store.close();
+    await this.store.close();
   }
 }
 
