@@ -39,7 +39,9 @@ function journeyLink(kind, value) {
 }
 
 const time = (iso) => new Date(iso).toLocaleTimeString([], { hour12: false }) + '.' + iso.slice(20, 23);
-const bucketTime = (iso) => new Date(iso).toLocaleTimeString([], { hour12: false });
+/** A bucket's label: the time of day, with the date once buckets are hours or longer. */
+const bucketTime = (iso, bucketMs) =>
+  bucketMs >= 3_600_000 ? `${new Date(iso).toLocaleDateString()} ${new Date(iso).toLocaleTimeString([], { hour12: false, hour: '2-digit', minute: '2-digit' })}` : new Date(iso).toLocaleTimeString([], { hour12: false });
 const dateTime = (iso) => `${new Date(iso).toLocaleDateString()} ${time(iso)}`;
 const ms = (value) => (value === null || value === undefined ? '—' : `${value} ms`);
 const statusClass = (code) => (code >= 500 ? 'status s5' : code >= 400 ? 'status s4' : 'status s2');
@@ -162,11 +164,11 @@ async function showJourney(params) {
 async function showErrors(params) {
   const data = await api('errors', params);
   const types = [...new Set(data.over_time.map((r) => r.error_type))];
-  const buckets = [...new Set(data.over_time.map((r) => r.bucket))];
+  const buckets = data.buckets;
   drawChart('errors-over-time', {
     type: 'bar',
     data: {
-      labels: buckets.map(bucketTime),
+      labels: buckets.map((b) => bucketTime(b, data.bucket_ms)),
       datasets: types.map((type, i) => ({
         label: type,
         backgroundColor: palette[i % palette.length],
@@ -245,7 +247,7 @@ async function showPerformance(params) {
   drawChart('latency-over-time', {
     type: 'line',
     data: {
-      labels: data.over_time.map((r) => bucketTime(r.bucket)),
+      labels: data.over_time.map((r) => bucketTime(r.bucket, data.bucket_ms)),
       datasets: ['p50_ms', 'p95_ms', 'p99_ms'].map((key, i) => ({
         label: key.replace('_ms', ''),
         borderColor: palette[[3, 2, 1][i]],

@@ -136,6 +136,10 @@ describe('ExplorerQueries', () => {
       const { over_time, bucket_ms } = await queries.performance({});
       expect(bucket_ms).toBe(10_000);
       expect(over_time.reduce((sum, b) => sum + b.requests, 0)).toBe(requests.length);
+      // Consecutive buckets, empty ones included, so a chart shows gaps in time.
+      const starts = over_time.map((b) => Date.parse(b.bucket));
+      expect(starts.slice(1).every((t, i) => t - starts[i] === bucket_ms)).toBe(true);
+      expect(over_time.some((b) => b.requests === 0 && b.p50_ms === null)).toBe(true);
       const first = over_time[0];
       const inFirst = requests.filter((r) => Math.floor(r.ts / bucket_ms) * bucket_ms === Date.parse(first.bucket)).map((r) => r.latency);
       expect(first.requests).toBe(inFirst.length);
@@ -162,6 +166,9 @@ describe('ExplorerQueries', () => {
       expect(result.by_type.map((r) => r.error_type).sort()).toEqual([...new Set(failed.map((r) => r.errorType))].sort());
       for (const row of result.by_endpoint) expect(row.count).toBe(failed.filter((r) => r.endpoint === row.endpoint).length);
       expect(result.over_time.reduce((sum, r) => sum + r.count, 0)).toBe(failed.length);
+      const starts = result.buckets.map((b) => Date.parse(b));
+      expect(starts.slice(1).every((t, i) => t - starts[i] === result.bucket_ms)).toBe(true);
+      expect(new Set(result.over_time.map((r) => r.bucket)).size).toBeLessThan(result.buckets.length);
     });
 
     it('shows the newest error with its traceback, and the recent ones newest first', async () => {

@@ -41,6 +41,14 @@ const MAX_BUCKETS = 120;
 const iso = (ms: number) => new Date(ms).toISOString();
 const round = (n: number | null) => (n === null || n === undefined ? null : Math.round(n * 100) / 100);
 
+/** Every bucket start from the first to the last of `starts` (sorted), empty ones included. */
+function bucketRange(starts: number[], bucketMs: number): number[] {
+  if (starts.length === 0) return [];
+  const range: number[] = [];
+  for (let b = starts[0]; b <= starts[starts.length - 1]; b += bucketMs) range.push(b);
+  return range;
+}
+
 /** A WHERE clause with numbered parameters, built one condition at a time. */
 class Where {
   readonly conditions: string[] = [];
@@ -210,6 +218,7 @@ export class ExplorerQueries {
       by_type: withTime(byType),
       by_endpoint: withTime(byEndpoint),
       bucket_ms: bucketMs,
+      buckets: bucketRange(overTime.map((r) => r.bucket_ms), bucketMs).map(iso),
       over_time: overTime.map((r) => ({ bucket: iso(r.bucket_ms), error_type: r.error_type, count: r.count })),
       latest: recent[0] ?? null,
       recent: recent.map(({ traceback, ...rest }) => rest),
@@ -261,7 +270,11 @@ export class ExplorerQueries {
         slow_requests: r.slow_requests,
       })),
       bucket_ms: bucketMs,
-      over_time: overTime.map((r) => ({ bucket: iso(r.bucket_ms), requests: r.requests, p50_ms: round(r.p50), p95_ms: round(r.p95), p99_ms: round(r.p99) })),
+      // Every bucket from the first to the last, empty ones too, so a chart shows the gaps in time.
+      over_time: bucketRange(overTime.map((r) => r.bucket_ms), bucketMs).map((bucket) => {
+        const r = overTime.find((row) => row.bucket_ms === bucket);
+        return { bucket: iso(bucket), requests: r?.requests ?? 0, p50_ms: round(r?.p50 ?? null), p95_ms: round(r?.p95 ?? null), p99_ms: round(r?.p99 ?? null) };
+      }),
     };
   }
 
