@@ -51,7 +51,7 @@ function bucketRange(starts: number[], bucketMs: number): number[] {
 
 /** A WHERE clause with numbered parameters, built one condition at a time. */
 class Where {
-  readonly conditions: string[] = [];
+  private readonly conditions: string[] = [];
   readonly values: DuckDBValue[] = [];
 
   add(sql: (param: string) => string, value: DuckDBValue): this {
@@ -60,20 +60,13 @@ class Where {
     return this;
   }
 
-  raw(sql: string): this {
-    this.conditions.push(sql);
-    return this;
-  }
-
   toString(): string {
     return this.conditions.length ? `WHERE ${this.conditions.join(' AND ')}` : '';
   }
 }
 
-function filtered(event: string | string[], filter: EventFilter): Where {
-  const where = new Where();
-  if (Array.isArray(event)) where.raw(`event IN (${event.map((e) => `'${e}'`).join(', ')})`);
-  else where.add((p) => `event = ${p}`, event);
+function filtered(event: string, filter: EventFilter): Where {
+  const where = new Where().add((p) => `event = ${p}`, event);
   if (filter.user) where.add((p) => `distinct_id = ${p}`, filter.user);
   if (filter.endpoint) where.add((p) => `endpoint = ${p}`, filter.endpoint);
   // api_error carries the type; other events match through their request's api_error.
