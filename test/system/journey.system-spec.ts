@@ -25,6 +25,21 @@ interface JourneyEvent {
   properties: Record<string, any>;
 }
 
+/** Runs a built script to its end (or, with `stopOn`, until its output says that) and collects its output. */
+function runScript(script: string, env: NodeJS.ProcessEnv, stopOn?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [script], { cwd: ROOT, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+      if (stopOn !== undefined && stdout.includes(stopOn)) child.kill('SIGTERM');
+    });
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('exit', (code) => done({ code, stdout, stderr }));
+  });
+}
+
 async function waitUntil<T>(what: string, read: () => Promise<T>, done: (value: T) => boolean, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: T | undefined;
@@ -231,33 +246,17 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
 
   it('npm run demo:traffic adds a mixed workload to the running demo and explorer', async () => {
     const before = await json('/api/summary');
-    const result = await new Promise<{ code: number | null; stdout: string }>((done) => {
-      const child = spawn(process.execPath, ['dist/scripts/demo-traffic.js'], {
-        cwd: ROOT,
-        env: { ...process.env, DEMO_URL: demoUrl, POSTHOG_HOST: explorerUrl, DEMO_USERS: '3' },
-      });
-      let stdout = '';
-      child.stdout.on('data', (chunk) => (stdout += chunk));
-      child.stderr.on('data', (chunk) => (stdout += chunk));
-      child.on('exit', (code) => done({ code, stdout }));
-    });
+    const result = await runScript('dist/scripts/demo-traffic.js', { DEMO_URL: demoUrl, POSTHOG_HOST: explorerUrl, DEMO_USERS: '3' });
     expect(result.code).toBe(0);
-    expect(result.stdout).toMatch(/Demo traffic: \d+ API calls by 3 people, \d+ frontend events\./);
+    expect(result.stdout + result.stderr).toMatch(/Demo traffic: \d+ API calls by 3 people, \d+ frontend events\./);
     const after = await waitUntil('the new traffic', () => json('/api/summary'), (s) => s.requests >= before.requests + 15, 30_000);
     expect(after.frontend_events).toBeGreaterThan(before.frontend_events);
   });
 
   it('the explorer refuses to start under NODE_ENV=production unless told', async () => {
+    // Started, it is stopped as soon as it says so.
     const run = (env: NodeJS.ProcessEnv) =>
-      new Promise<{ code: number | null; stderr: string }>((done) => {
-        const child = spawn(process.execPath, ['dist/apps/explorer/src/main.js'], { cwd: ROOT, env: { ...process.env, EXPLORER_DB: ':memory:', EXPLORER_PORT: '0', ...env } });
-        let stderr = '';
-        child.stderr.on('data', (chunk) => (stderr += chunk));
-        child.stdout.on('data', (chunk) => {
-          if (String(chunk).includes('Journey explorer on')) child.kill('SIGTERM');
-        });
-        child.on('exit', (code) => done({ code, stderr }));
-      });
+      runScript('dist/apps/explorer/src/main.js', { EXPLORER_DB: ':memory:', EXPLORER_PORT: '0', ...env }, 'Journey explorer on');
     const refused = await run({ NODE_ENV: 'production' });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('EXPLORER_ALLOW_PRODUCTION=true');
