@@ -34,6 +34,8 @@ function pageConfig() {
 @SkipTelemetry()
 export class FrontendController {
   private readonly logger = new Logger('Demo');
+  /** The page, read from disk on its first request. */
+  private template?: string;
 
   @Get()
   @Header('Content-Type', 'text/html; charset=utf-8')
@@ -41,7 +43,8 @@ export class FrontendController {
   page() {
     // `<` escaped so no configured value can close the script element.
     const config = JSON.stringify(pageConfig()).replace(/</g, '\\u003c');
-    return readFileSync(join(publicDir, 'index.html'), 'utf8').replace('__DEMO_CONFIG__', () => config);
+    this.template ??= readFileSync(join(publicDir, 'index.html'), 'utf8');
+    return this.template.replace('__DEMO_CONFIG__', () => config);
   }
 
   @Get('assets/:name')
