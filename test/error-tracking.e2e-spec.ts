@@ -21,7 +21,7 @@ class TeapotFilter implements ExceptionFilter {
   }
 }
 
-/** The same filter without the decorator: the module never hears of the exception. */
+/** The same filter without the decorator: the module sees the exception all the same, where Nest hands it to the filter. */
 @Catch()
 class SilentFilter implements ExceptionFilter {
   catch(_exception: unknown, host: ArgumentsHost) {
@@ -162,15 +162,18 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
     expect(events[0].properties).toMatchObject({ status_code: 500, success: false });
   });
 
-  it("reports an exception an app's own filter handled, when the filter says so", async () => {
+  it("reports an exception an app's own filter handled, with the status the filter sent, decorated or not", async () => {
     const told = await eventsOf('/tracked/own-filter', 418);
     expect(told.res.body).toEqual({ teapot: true });
     expect(told.named('api_error')).toHaveLength(1);
     expect(told.named('api_error')[0].properties).toMatchObject({ status_code: 418, exception_type: 'Error' });
     const silent = await eventsOf('/tracked/silent-filter', 418);
     expect(silent.res.body).toEqual({ silent: true });
-    expect(silent.named('api_error')).toEqual([]);
+    expect(silent.named('api_error')).toHaveLength(1);
+    expect(silent.named('api_error')[0].properties).toMatchObject({ status_code: 418, exception_type: 'Error' });
     expect(silent.named('api_request')[0].properties.status_code).toBe(418);
+    // A 4xx the app's filter chose is not a server error.
+    expect(silent.named('$exception')).toEqual([]);
   });
 
   it('applies errorCategories rules, and redacts emails when asked', async () => {
@@ -183,13 +186,17 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
     expect(JSON.stringify(redacted.events)).not.toContain('ann.lee@example.com');
   });
 
-  it("reports an exception once when the app's own global filter is registered too", async () => {
+  it("lets the app's own global filter answer, and reports the exception once with the status it sent", async () => {
     app = await createTestApp(adapter, sendingTo(capture.url), { providers: [{ provide: APP_FILTER, useClass: TeapotFilter }] });
     const id = `track-${adapter}-${++sequence}`;
-    await request(app.getHttpServer()).get('/errors/application').set('X-Request-ID', id);
+    const res = await request(app.getHttpServer()).get('/errors/application').set('X-Request-ID', id);
     await app.close();
-    expect(capture.forRequest(id).filter((e) => e.event === 'api_error')).toHaveLength(1);
-    expect(capture.forRequest(id).filter((e) => e.event === '$exception')).toHaveLength(1);
+    expect(res.status).toBe(HttpStatus.I_AM_A_TEAPOT);
+    expect(res.body).toEqual({ teapot: true });
+    const errors = capture.forRequest(id).filter((e) => e.event === 'api_error');
+    expect(errors).toHaveLength(1);
+    expect(errors[0].properties.status_code).toBe(HttpStatus.I_AM_A_TEAPOT);
+    expect(capture.forRequest(id).filter((e) => e.event === '$exception')).toEqual([]);
   });
 
   it('keeps secrets in an error message out of api_error and $exception', async () => {

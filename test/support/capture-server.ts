@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 
@@ -30,6 +30,8 @@ export class CaptureServer {
   readonly bodies: Array<{ body: Buffer; gzip: boolean; path: string }> = [];
   behaviour: CaptureBehaviour = { kind: 'ok' };
   requests = 0;
+  /** The headers of every request received, in arrival order (to check what clients attach, e.g. trace headers). */
+  readonly requestHeaders: IncomingHttpHeaders[] = [];
   private server?: Server;
   private readonly hanging = new Set<ServerResponse>();
 
@@ -99,6 +101,7 @@ export class CaptureServer {
     this.decodedCache = [];
     this.decodedUpTo = 0;
     this.requests = 0;
+    this.requestHeaders.length = 0;
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
@@ -106,6 +109,7 @@ export class CaptureServer {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       this.requests++;
+      this.requestHeaders.push(req.headers);
       const behaviour = this.behaviour;
       if (behaviour.kind === 'hang') {
         this.hanging.add(res);

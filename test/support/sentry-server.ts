@@ -21,6 +21,8 @@ export class SentryServer {
   readonly events: SentryEnvelopeEvent[] = [];
   /** Every envelope as received, decoded to text: to search for secrets. */
   readonly raw: string[] = [];
+  /** Performance data, when the client traces: transactions, and span items (span streaming, `@sentry/node` 11). */
+  readonly traces: unknown[] = [];
   private server?: Server;
 
   get dsn(): string {
@@ -41,6 +43,7 @@ export class SentryServer {
         for (let i = 1; i + 1 < lines.length; i += 2) {
           const item = JSON.parse(lines[i]);
           if (item.type === 'event') this.events.push(JSON.parse(lines[i + 1]));
+          if (item.type === 'transaction' || item.type === 'span') this.traces.push(JSON.parse(lines[i + 1]));
         }
         res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
       });

@@ -48,7 +48,8 @@ function text(value: unknown): string {
   return typeof value === 'string' ? value.slice(0, 4000) : '';
 }
 
-function statusOf(error: unknown): number | undefined {
+/** The status an `HttpException` (anything with `getStatus()`) answers with, or `undefined`. */
+export function httpStatusOf(error: unknown): number | undefined {
   try {
     const getStatus = field(error, 'getStatus');
     if (typeof getStatus === 'function') {
@@ -58,6 +59,12 @@ function statusOf(error: unknown): number | undefined {
   } catch {
     /* a throwing getStatus is no status */
   }
+  return undefined;
+}
+
+function statusOf(error: unknown): number | undefined {
+  const own = httpStatusOf(error);
+  if (own !== undefined) return own;
   const status = field(error, 'status') ?? field(error, 'statusCode');
   return typeof status === 'number' ? status : undefined;
 }

@@ -1,3 +1,4 @@
+import type { Untraced } from './sentry-bridge.js';
 import type { TelemetryEvent } from './telemetry-events.js';
 
 /** Where built events go: PostHog over HTTP, or the log in local mode. */
@@ -8,4 +9,6 @@ export interface EventSink {
   flush(): Promise<void>;
   /** Delivers what is queued, for at most `timeoutMs`, then stops taking events. */
   shutdown(timeoutMs: number): Promise<void>;
+  /** Runs the sink's own requests, if it makes any: set to keep them out of the app's traces. */
+  untraced?: Untraced;
 }

@@ -3,11 +3,11 @@ import { stateOfRequest } from './request-context.js';
 import { routeTemplateOf } from './route-template.js';
 
 /**
- * Tells the module about an exception your own filter handled. A filter of
- * yours bound to a controller, a method, or registered globally after the
- * module's catches the exception before the module's filter sees it; call this
- * (or use `@TelemetryExceptionCaptured()` on `catch`) and the request still
- * gets its one `api_error` (and `$exception`), with the status your filter sent.
+ * Tells the module about an exception your own filter handled. Not needed for
+ * filters Nest runs (the module sees every exception Nest hands to a filter,
+ * see `nest-error-hooks.ts`); useful where your code answers an error no filter
+ * saw, e.g. one caught inside a handler that writes its own error response.
+ * The request gets its one `api_error`, with the status your code sent.
  */
 export function noteException(exception: unknown, host: ArgumentsHost): void {
   if (host.getType() !== 'http') return;
@@ -15,7 +15,7 @@ export function noteException(exception: unknown, host: ArgumentsHost): void {
     const request = host.switchToHttp().getRequest();
     const state = stateOfRequest(request);
     if (!state) return;
-    state.noteError(exception);
+    state.noteError(exception, true);
     state.adapterRequest = request;
     state.endpoint ??= routeTemplateOf(request);
   } catch {

@@ -9,7 +9,7 @@ export {
 export { SkipTelemetry } from './skip-telemetry.decorator.js';
 export { noteException, TelemetryExceptionCaptured } from './exception-captured.decorator.js';
 export { ignoreError, type IgnoreErrorRule } from './ignored-errors.js';
-export { getRequestContext, type TelemetryRequestContext } from './request-context.js';
+export { getRequestContext, requestIdOf, type TelemetryRequestContext } from './request-context.js';
 export { POSTHOG_CLIENT } from './telemetry.constants.js';
 export {
   DEFAULT_EXCLUDE_PATHS,

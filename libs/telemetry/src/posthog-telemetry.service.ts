@@ -1,17 +1,18 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown, Optional } from '@nestjs/common';
 import type { PostHog } from 'posthog-node';
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { categorizeError } from './error-categorizer.js';
+import { categorizeError, httpStatusOf } from './error-categorizer.js';
 import { describeError } from './error-details.js';
 import type { EventSink } from './event-sink.js';
 import { isIgnoredError } from './ignored-errors.js';
 import { TelemetryFailures } from './telemetry-failures.js';
 import { currentRequestState, registerContextSource, RequestState, type TelemetryRequestContext, getRequestContext } from './request-context.js';
 import { composeRedactor } from './redact.js';
-import { UNMATCHED_ROUTE } from './route-template.js';
+import { UNMATCHED_ROUTE, withoutRawUrl } from './route-template.js';
 import { EVENT_SINK, POSTHOG_CLIENT, SENTRY, TELEMETRY_OPTIONS } from './telemetry.constants.js';
-import { scrubSentryEvent, type SentryApi, type SentryScope } from './sentry-bridge.js';
+import { scrubSentryEvent, isCapturedBySentry, untracedBy, type SentryApi, type SentryScope } from './sentry-bridge.js';
+import { captureExceptionOnce, SharedPostHog } from './posthog-client.js';
+import { currentJobRun } from './jobs/job-run.js';
 import {
   apiErrorEvent,
   apiRequestEvent,
@@ -21,6 +22,17 @@ import {
   type TelemetryEvent,
 } from './telemetry-events.js';
 import type { ResolvedTelemetryOptions, TelemetryUser } from './telemetry.options.js';
+
+/** How an error reaches Sentry: handled or not, by what, and with which redaction. */
+interface SentryCapture {
+  handled: boolean;
+  mechanism?: string;
+  redact?: (text: string) => string;
+}
+/** Sentry's mechanism of the errors of requests: an unhandled one reached none of the app's filters. */
+const REQUEST_MECHANISM = 'auto.http.nestjs_posthog_telemetry';
+/** `captureError()`: the app caught the error and reported it. */
+const APP_CAPTURED: SentryCapture = { handled: true, mechanism: 'manual.nestjs_posthog_telemetry' };
 
 /** What the caller may pass to `captureApiRequest`; the rest comes from the request context. */
 export interface CaptureApiRequestInput {
@@ -62,6 +74,12 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     @Optional() @Inject(SENTRY) private readonly sentry?: SentryApi,
   ) {
     this.unregister = registerContextSource(posthog);
+    // The module's own requests to PostHog (its sender's, the shared client's) never join the app's Sentry traces.
+    const untraced = untracedBy(sentry);
+    if (untraced) {
+      sink.untraced = untraced;
+      if (posthog instanceof SharedPostHog) posthog.untraced = untraced;
+    }
   }
 
   /** The current request's correlation id, user and session, or `undefined` outside a request. */
@@ -91,20 +109,28 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
    * as for a request's error (status 500 unless given).
    */
   captureError(error: unknown, input: CaptureErrorInput = {}): void {
-    this.guard('captureError', () => {
-      const identity = this.identityOfCurrentRequest();
-      if (!identity || isIgnoredError(error, this.options.ignoreErrors)) return;
-      const state = currentRequestState();
-      const statusCode = input.statusCode ?? 500;
-      const apiError = this.errorEvent(identity, error, {
-        endpoint: input.endpoint ?? state?.endpoint ?? UNMATCHED_ROUTE,
-        method: input.method ?? state?.method ?? 'UNKNOWN',
-        statusCode,
-      });
-      this.captureException(error, apiError, statusCode);
-      this.captureInSentry(error, apiError, statusCode);
-      this.send(apiError);
+    this.guard('captureError', () => this.reportError(error, input, APP_CAPTURED));
+  }
+
+  /** A scheduled job's or an event handler's failure (jobs/): as `captureError`, an error no code of the app's handled. Internal. */
+  captureJobError(error: unknown, input: CaptureErrorInput, mechanism: string): void {
+    this.guard('captureJobError', () => this.reportError(error, input, { handled: false, mechanism }));
+  }
+
+  /** `captureError`'s work; inside a job run (jobs/), its endpoint and method are the defaults. */
+  private reportError(error: unknown, input: CaptureErrorInput, how: SentryCapture): void {
+    const identity = this.identityOfCurrentRequest();
+    if (!identity || isIgnoredError(error, this.options.ignoreErrors)) return;
+    const at = currentRequestState() ?? currentJobRun(this.posthog);
+    const statusCode = input.statusCode ?? 500;
+    const apiError = this.errorEvent(identity, error, {
+      endpoint: input.endpoint ?? at?.endpoint ?? UNMATCHED_ROUTE,
+      method: input.method ?? at?.method ?? 'UNKNOWN',
+      statusCode,
     });
+    this.captureException(error, apiError, statusCode);
+    if (!isCapturedBySentry(error)) this.captureInSentry(error, apiError, statusCode, how);
+    this.send(apiError);
   }
 
   /** Sends a `slow_request` event by hand. */
@@ -144,13 +170,18 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     this.guard('recordRequestEnd', () => {
       if (state.skip || !this.options.enabled) return;
       const durationMs = performance.now() - state.startedAt;
+      // A body stream that failed midway was cut by the server, not by a client that left.
+      const streamError = finished ? undefined : state.stream?.errored;
+      if (streamError !== undefined && streamError !== null) state.noteError(streamError);
       // 499: the client went away before the response was sent (nginx's convention).
-      const status = finished ? statusCode : 499;
+      const status = finished || state.hasError ? statusCode : 499;
       this.resolveUser(state);
       const identity = this.identityOf(state);
       if (!identity) return;
       const endpoint = state.endpoint ?? UNMATCHED_ROUTE;
-      this.send(apiRequestEvent(identity, { endpoint, method: state.method, statusCode: status, durationMs }));
+      // An error no filter answered, on a response sent as a success: it failed after the headers went out.
+      const failedMidway = state.hasError && !state.errorAnswered && status < 400;
+      this.send(apiRequestEvent(identity, { endpoint, method: state.method, statusCode: status, durationMs, failed: failedMidway }));
       if (durationMs > this.options.slowThresholdMs) {
         this.send(slowRequestEvent(identity, { endpoint, method: state.method, durationMs, thresholdMs: this.options.slowThresholdMs }));
       }
@@ -158,9 +189,12 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
       // thrown before any route was reached (a middleware) is, under the shared `(unmatched)` endpoint.
       const unknownRoute = state.endpoint === undefined && status === 404;
       if (state.hasError && !unknownRoute && !isIgnoredError(state.error, this.options.ignoreErrors)) {
-        const apiError = this.errorEvent(identity, state.error, { endpoint, method: state.method, statusCode: status });
-        this.captureException(state.error, apiError, status);
-        this.captureInSentry(state.error, apiError, status);
+        const redact = withoutRawUrl(this.redact, state.rawUrl, endpoint);
+        const apiError = this.errorEvent(identity, state.error, { endpoint, method: state.method, statusCode: status }, redact);
+        // Error Tracking and Sentry weigh a midway failure as the error itself would have answered.
+        const severity = failedMidway ? (httpStatusOf(state.error) ?? 500) : status;
+        this.captureException(state.error, apiError, severity);
+        if (!isCapturedBySentry(state.error)) this.captureInSentry(state.error, apiError, severity, { handled: state.errorAnswered, redact });
         this.send(apiError);
       }
     });
@@ -175,12 +209,13 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
   /**
    * PostHog Error Tracking: the same error through posthog-node's `captureException`
    * (an `$exception` with parsed stack frames), with the `api_error`'s correlation
-   * properties; `$exception_uuid` on the `api_error` links the two.
+   * properties; `$exception_uuid` on the `api_error` links the two. An error already
+   * sent (the app's own `captureException`, an earlier request) is not sent again,
+   * and the link names the `$exception` that was sent, or is left out.
    */
   private captureException(error: unknown, apiError: TelemetryEvent, status: number): void {
     if (!this.isReportedServerError(status) || this.options.apiKey === undefined) return;
     const p = apiError.properties;
-    const uuid = randomUUID();
     const properties: Record<string, unknown> = {
       request_id: p.request_id,
       endpoint: p.endpoint,
@@ -193,8 +228,8 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     if (p.$session_id !== undefined) properties.$session_id = p.$session_id;
     if (p.$process_person_profile === false) properties.$process_person_profile = false;
     try {
-      this.posthog.captureException(error, apiError.distinct_id, properties, uuid);
-      p.$exception_uuid = uuid;
+      const uuid = captureExceptionOnce(this.posthog, error, apiError.distinct_id, properties);
+      if (uuid !== undefined) p.$exception_uuid = uuid;
     } catch (failure) {
       this.logOnce('captureException', failure);
     }
@@ -205,15 +240,20 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
    * (tags of one request never reach another's event), scrubbed; its event id
    * goes on the `api_error` as `sentry_event_id`.
    */
-  private captureInSentry(error: unknown, apiError: TelemetryEvent, status: number): void {
+  private captureInSentry(error: unknown, apiError: TelemetryEvent, status: number, how: SentryCapture = APP_CAPTURED): void {
     if (!this.sentry || !this.isReportedServerError(status)) return;
     const p = apiError.properties;
+    const scrub = how.redact ? scrubSentryEvent(how.redact) : this.scrubSentry;
     try {
-      p.sentry_event_id = this.sentry.captureException(error, (scope: SentryScope) => {
-        scope.setTags({ request_id: String(p.request_id), endpoint: String(p.endpoint), error_type: String(p.error_type) });
-        scope.setUser(p.user_id === 'anonymous' ? null : { id: String(p.user_id) });
-        scope.addEventProcessor(this.scrubSentry);
-        return scope;
+      p.sentry_event_id = this.sentry.captureException(error, {
+        // Unhandled: no code of the app's answered it; Sentry's "unhandled" filters and priority rely on this.
+        mechanism: { type: how.mechanism ?? REQUEST_MECHANISM, handled: how.handled },
+        captureContext: (scope: SentryScope) => {
+          scope.setTags({ request_id: String(p.request_id), endpoint: String(p.endpoint), error_type: String(p.error_type) });
+          scope.setUser(p.user_id === 'anonymous' ? null : { id: String(p.user_id) });
+          scope.addEventProcessor(scrub);
+          return scope;
+        },
       });
     } catch (failure) {
       this.logOnce('Sentry captureException', failure);
@@ -234,9 +274,14 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
     return state.user;
   }
 
-  private errorEvent(identity: EventIdentity, error: unknown, at: { endpoint: string; method: string; statusCode: number }): TelemetryEvent {
+  private errorEvent(
+    identity: EventIdentity,
+    error: unknown,
+    at: { endpoint: string; method: string; statusCode: number },
+    redact = this.redact,
+  ): TelemetryEvent {
     const category = categorizeError(error, this.customCategory, this.options.errorCategories);
-    return apiErrorEvent(identity, { ...at, category, details: describeError(error, this.options.tracebackLimit, this.redact) });
+    return apiErrorEvent(identity, { ...at, category, details: describeError(error, this.options.tracebackLimit, redact) });
   }
 
   /** Identity of an event sent now: the running request's, or the process's outside requests. `undefined`: drop it. */
@@ -248,7 +293,9 @@ export class PostHogTelemetryService implements OnApplicationBootstrap, OnApplic
       this.resolveUser(state);
       return this.identityOf(state);
     }
-    return { distinctId: 'server', userId: 'anonymous', environment: this.options.environment, personless: true };
+    // The process's, under the correlation id of the scheduled job or event handler running (jobs/), if any.
+    const requestId = currentJobRun(this.posthog)?.requestId;
+    return { distinctId: 'server', requestId, userId: 'anonymous', environment: this.options.environment, personless: true };
   }
 
   private identityOf(state: RequestState): EventIdentity | undefined {

@@ -30,6 +30,12 @@ export class RequestState implements TelemetryRequestContext {
   /** The first exception the request failed with. */
   error: unknown;
   hasError = false;
+  /** One of the app's exception filters answered that exception (Nest's own default answer otherwise). */
+  errorAnswered = false;
+  /** The body stream of a `StreamableFile` answer: a source that failed is not a client that left. */
+  stream?: { errored?: unknown };
+  /** The request's URL as it arrived, to keep it out of error messages. */
+  rawUrl?: string;
   /** The adapter's request (Express or Fastify), which auth guards decorate with `user`. */
   adapterRequest: unknown;
   user?: TelemetryUser;
@@ -60,10 +66,15 @@ export class RequestState implements TelemetryRequestContext {
     return this.user?.id ?? 'anonymous';
   }
 
-  noteError(error: unknown): void {
-    if (this.hasError) return;
+  /** Keeps the first error; `answered` says an app filter took it (a later sighting of the same error can say so). */
+  noteError(error: unknown, answered = false): void {
+    if (this.hasError) {
+      if (answered && error === this.error) this.errorAnswered = true;
+      return;
+    }
     this.hasError = true;
     this.error = error;
+    this.errorAnswered = answered;
   }
 }
 
@@ -72,6 +83,16 @@ export function stateOfRequest(request: any): RequestState | undefined {
   const raw = request?.raw ?? request;
   const state = raw?.[REQUEST_STATE];
   return state instanceof RequestState ? state : undefined;
+}
+
+/**
+ * The correlation id of a request (its `X-Request-ID` and its events' `request_id`), given Express's or
+ * Fastify's request, Node's, or an `ExecutionContext`; `undefined` for a request the module did not see.
+ * For other libraries' request-id options, e.g. nestjs-cls's `idGenerator: (req) => requestIdOf(req) ?? randomUUID()`.
+ */
+export function requestIdOf(request: unknown): string | undefined {
+  const context = request as { switchToHttp?: () => { getRequest(): unknown } } | undefined;
+  return stateOfRequest(typeof context?.switchToHttp === 'function' ? context.switchToHttp().getRequest() : request)?.requestId;
 }
 
 /** Anything that can say which request is running: each module's posthog-node client. */

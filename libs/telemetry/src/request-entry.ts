@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { PostHog } from 'posthog-node';
 import { PostHogTelemetryService } from './posthog-telemetry.service.js';
+import { hookNestErrorPaths } from './nest-error-hooks.js';
 import { enterRequestContext } from './posthog-context.js';
 import { REQUEST_STATE, RequestState } from './request-context.js';
 import { resolveRequestId } from './request-id.js';
@@ -27,7 +28,50 @@ function tracingHeader(value: string | string[] | undefined): string | undefined
   return trimmed;
 }
 
+/** A CORS preflight (what `enableCors` answers before every cross-origin call with custom headers). */
+function isPreflight(req: IncomingMessage): boolean {
+  return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
+}
+
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/**
+ * A `res.writeHead` that sends the module's id in the request id header whatever was set since the request
+ * entered (a request-id middleware, an interceptor's `reply.header(...)`): the header the frontend reads and the
+ * events' `request_id` never disagree. Made once per module; it reads the id off the request it answers.
+ */
+function writeHeadKeepingRequestId(header: string): ServerResponse['writeHead'] {
+  const name = header.toLowerCase();
+  return function writeHead(this: ServerResponse, ...args: any[]) {
+    const id = ((this.req as any)?.[REQUEST_STATE] as RequestState | undefined)?.requestId;
+    if (id !== undefined && !this.headersSent) {
+      if (this.getHeader(name) !== id) this.setHeader(header, id);
+      // Fields passed to `writeHead` itself (Fastify passes its reply's) override the ones set before.
+      const fields = typeof args[1] === 'string' ? args[2] : args[1];
+      if (fields !== null && typeof fields === 'object') keepRequestIdIn(fields, name, id);
+    }
+    return Object.getPrototypeOf(this).writeHead.apply(this, args);
+  } as ServerResponse['writeHead'];
+}
+
+/** Puts `id` as the value of the `name` header among `writeHead`'s fields: an object, or `[name, value, …]`. */
+function keepRequestIdIn(fields: any, name: string, id: string): void {
+  if (Array.isArray(fields)) {
+    for (let i = 0; i + 1 < fields.length; i += 2) if (String(fields[i]).toLowerCase() === name) fields[i + 1] = id;
+  } else {
+    for (const key of Object.keys(fields)) if (key.toLowerCase() === name) fields[key] = id;
+  }
+}
+
+/**
+ * Fastify's `request.id` (its log lines' `reqId`, and the `req.id` @fastify/middie hands to middleware such as
+ * pino-http) becomes the module's id; requests the module did not see keep Fastify's own.
+ */
+function adoptRequestIdInFastify(fastify: any): void {
+  const own = fastify?.genReqId;
+  if (typeof fastify?.setGenReqId !== 'function' || typeof own !== 'function') return;
+  fastify.setGenReqId((req: any) => (req?.[REQUEST_STATE] as RequestState | undefined)?.requestId ?? own(req));
+}
 
 /**
  * Where a request enters: correlation id (kept or made, and returned), the
@@ -44,6 +88,7 @@ type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Telemetry');
   private readonly responseHeader: string;
+  private readonly writeHead: ServerResponse['writeHead'];
   private readonly resolveUser = (state: RequestState) => void this.telemetry.resolveUser(state);
   private readonly listener: RequestListener = (req, res) => this.enter(req, res);
   private server?: { prependListener(event: 'request', l: RequestListener): unknown; off(event: 'request', l: RequestListener): unknown };
@@ -55,6 +100,8 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     private readonly adapterHost: HttpAdapterHost,
   ) {
     this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : options.requestIdHeader;
+    this.writeHead = writeHeadKeepingRequestId(this.responseHeader);
+    hookNestErrorPaths();
   }
 
   onModuleInit(): void {
@@ -66,6 +113,11 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     }
     this.server = server;
     server.prependListener('request', this.listener);
+    try {
+      adoptRequestIdInFastify(this.adapterHost.httpAdapter.getInstance?.());
+    } catch (error) {
+      this.logger.warn(`Fastify's request ids stay its own: ${error instanceof Error ? error.message : String(error)}`);
+    }
   }
 
   onApplicationShutdown(): void {
@@ -80,6 +132,12 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
       const headers = req.headers;
       const requestId = resolveRequestId(headers[this.options.requestIdHeader]);
       res.setHeader(this.responseHeader, requestId);
+      // The one id of the request for every library (README, "One request id with nestjs-pino and nestjs-cls"):
+      // pino-http reads `req.id`; recipes such as nestjs-cls's `idGenerator` read the header, which holds the
+      // module's id when the client's was missing or invalid; and the response header is put back if replaced.
+      (req as any).id = requestId;
+      if (headers[this.options.requestIdHeader] !== requestId) headers[this.options.requestIdHeader] = requestId;
+      res.writeHead = this.writeHead;
       state = new RequestState(
         requestId,
         req.method ?? 'UNKNOWN',
@@ -88,7 +146,11 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
         tracingHeader(headers['x-posthog-distinct-id']),
         req,
       );
-      state.skip = !this.options.enabled || isExcludedPath(pathOf(req.url), this.options.excludePaths);
+      state.rawUrl = req.url;
+      state.skip =
+        !this.options.enabled ||
+        (!this.options.capturePreflights && isPreflight(req)) ||
+        isExcludedPath(pathOf(req.url), this.options.excludePaths);
       (req as any)[REQUEST_STATE] = state;
       // `close` fires once the response is sent, or when the client went away first.
       if (!state.skip) res.once('close', () => this.telemetry.recordRequestEnd(state, res.statusCode, res.writableFinished));

@@ -21,6 +21,10 @@ describe('routeTemplateOf', () => {
     expect(routeTemplateOf({ route: { path: '/items/:id' }, baseUrl: undefined })).toBe('/items/:id');
   });
 
+  it("does not take Nest's not-found route under a global prefix (`*path` on a router at the prefix) for a match", () => {
+    expect(routeTemplateOf({ baseUrl: '/api', route: { path: '*path' }, originalUrl: '/api/v1/reset-password/8f14?session=s3cr3t' })).toBeUndefined();
+  });
+
   it('never returns the raw path', () => {
     const request = { url: '/items/42', originalUrl: '/items/42', path: '/items/42' };
     expect(routeTemplateOf(request)).toBeUndefined();

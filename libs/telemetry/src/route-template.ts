@@ -10,7 +10,9 @@ export function routeTemplateOf(request: any): string | undefined {
   const fastifyUrl = request?.routeOptions?.url;
   if (typeof fastifyUrl === 'string') return fastifyUrl;
   const expressPath = request?.route?.path;
-  if (typeof expressPath === 'string') {
+  // Under a global prefix, Nest's Express adapter answers unknown routes from a route of its own,
+  // `*path` on a router mounted at the prefix. The app's routes always start with a slash.
+  if (typeof expressPath === 'string' && expressPath.startsWith('/')) {
     const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
     return base + expressPath;
   }
@@ -22,4 +24,22 @@ export function pathOf(url: string | undefined): string {
   if (!url) return '/';
   const cut = url.search(/[?#]/);
   return cut === -1 ? url : url.slice(0, cut);
+}
+
+/**
+ * `redact` after the request's raw URL, its path and its query string are
+ * replaced by the route template wherever they appear (Nest's `Cannot GET
+ * /reset-password/8f14?token=…`, an error that quotes the URL): ids and query
+ * values stay out of error events.
+ */
+export function withoutRawUrl(redact: (text: string) => string, rawUrl: string | undefined, endpoint: string): (text: string) => string {
+  if (!rawUrl || rawUrl === '/') return redact;
+  const path = pathOf(rawUrl);
+  const query = rawUrl.slice(path.length);
+  const parts = [rawUrl, path, query].filter((part, i, all) => part.length > 1 && all.indexOf(part) === i);
+  return (text) => {
+    let out = text;
+    for (const part of parts) if (out.includes(part)) out = out.split(part).join(endpoint);
+    return redact(out);
+  };
 }

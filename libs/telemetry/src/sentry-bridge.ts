@@ -15,8 +15,36 @@ export interface SentryScope {
 export interface SentryApi {
   getClient(): unknown;
   init(options: Record<string, unknown>): unknown;
-  captureException(error: unknown, captureContext: (scope: SentryScope) => SentryScope): string;
+  captureException(
+    error: unknown,
+    hint: { mechanism?: { type: string; handled: boolean }; captureContext?: (scope: SentryScope) => SentryScope },
+  ): string;
   flush(timeoutMs?: number): Promise<boolean>;
+  /** Runs `callback` with tracing suppressed: no span, no trace headers, no breadcrumb for what it starts (the module's own requests). */
+  suppressTracing?<T>(callback: () => T): T;
+  /** Runs `callback` in a fork of the current isolation scope (scheduled jobs and event handlers, jobs/). */
+  withIsolationScope?<T>(callback: (isolationScope: unknown) => T): T;
+}
+
+/** Runs a function that starts the module's own requests to PostHog. */
+export type Untraced = <T>(send: () => T) => T;
+
+/**
+ * Keeps the module's own requests to PostHog out of the app's Sentry traces:
+ * Sentry's `suppressTracing`, when the Sentry the module found has it.
+ */
+export function untracedBy(sentry: SentryApi | undefined): Untraced | undefined {
+  const suppress = sentry?.suppressTracing;
+  return typeof suppress === 'function' ? (send) => suppress(send) : undefined;
+}
+
+/** Sentry marks an error it captured, and captures it no more: another `captureException` would name an event never sent. */
+export function isCapturedBySentry(error: unknown): boolean {
+  try {
+    return typeof error === 'object' && error !== null && (error as { __sentry_captured__?: unknown }).__sentry_captured__ === true;
+  } catch {
+    return false;
+  }
 }
 
 /** The parts of a Sentry event that can carry secrets. */

@@ -29,6 +29,8 @@ export interface ApiRequestFields {
   method: string;
   statusCode: number;
   durationMs: number;
+  /** Failed after a success status was sent (a stream cut midway): not a success whatever the status. */
+  failed?: boolean;
 }
 
 export interface ApiErrorFields {
@@ -71,7 +73,7 @@ export function apiRequestEvent(identity: EventIdentity, f: ApiRequestFields): T
     method: f.method,
     status_code: f.statusCode,
     response_time_ms: round(f.durationMs),
-    success: f.statusCode >= 200 && f.statusCode < 300,
+    success: f.statusCode >= 200 && f.statusCode < 300 && !f.failed,
   });
 }
 

@@ -1,5 +1,5 @@
 import { Module } from '@nestjs/common';
-import { APP_FILTER, APP_GUARD } from '@nestjs/core';
+import { APP_GUARD, DiscoveryModule } from '@nestjs/core';
 import type { EventSink } from './event-sink.js';
 import { LocalLogSink } from './local-log-sink.js';
 import { PostHogBatchSender } from './posthog-batch-sender.js';
@@ -8,9 +8,9 @@ import { TelemetryFailures } from './telemetry-failures.js';
 import { PostHogTelemetryService } from './posthog-telemetry.service.js';
 import { EVENT_SINK, POSTHOG_CLIENT, SENTRY, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import { connectSentry } from './sentry-bridge.js';
-import { TelemetryExceptionFilter } from './telemetry-exception.filter.js';
 import { TelemetryGuard } from './telemetry.guard.js';
 import { RequestEntry } from './request-entry.js';
+import { JobErrorsExplorer } from './jobs/job-errors.explorer.js';
 import {
   ASYNC_OPTIONS_TYPE,
   ConfigurableTelemetryModule,
@@ -52,6 +52,7 @@ function createEventSink(options: ResolvedTelemetryOptions): EventSink {
  * `TelemetryModule.forRootAsync({ inject, useFactory })`. Global by default.
  */
 @Module({
+  imports: [DiscoveryModule],
   providers: [
     {
       provide: TELEMETRY_OPTIONS,
@@ -64,8 +65,8 @@ function createEventSink(options: ResolvedTelemetryOptions): EventSink {
     { provide: SENTRY, inject: [TELEMETRY_OPTIONS], useFactory: connectSentry },
     PostHogTelemetryService,
     RequestEntry,
+    JobErrorsExplorer,
     { provide: APP_GUARD, useClass: TelemetryGuard },
-    { provide: APP_FILTER, useClass: TelemetryExceptionFilter },
   ],
   exports: [PostHogTelemetryService, POSTHOG_CLIENT],
 })

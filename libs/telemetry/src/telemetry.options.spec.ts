@@ -187,14 +187,14 @@ describe('resolveTelemetryOptions', () => {
 });
 
 describe('isExcludedPath', () => {
-  it.each(['/health', '/health/db', '/health/deep/check', '/healthz', '/healthcheck', '/livez', '/readyz', '/ready', '/ping', '/favicon.ico', '/robots.txt', '/static/app.js', '/assets/logo.png', '/assets/STYLE.CSS', '/fonts/a.woff2', '/index.html'])(
+  it.each(['/health', '/health/db', '/health/deep/check', '/healthz', '/healthcheck', '/livez', '/readyz', '/ready', '/ping', '/api/health', '/api/healthz', '/api/v1/readyz', '/api/v2/health/db', '/v1/livez/', '/api/ping', '/favicon.ico', '/robots.txt', '/static/app.js', '/assets/logo.png', '/assets/STYLE.CSS', '/fonts/a.woff2', '/index.html'])(
     'excludes %s by default',
     (path) => {
       expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(true);
     },
   );
 
-  it.each(['/items/1', '/healthy', '/api/health-report', '/api/health', '/', '/pingpong', '/users/ready-check', '/docs/js', '/report.pdf'])(
+  it.each(['/items/1', '/healthy', '/api/health-report', '/api/healthy/1', '/', '/pingpong', '/users/ready-check', '/ready/orders', '/ping/1', '/docs/js', '/report.pdf'])(
     'does not exclude %s by default',
     (path) => {
       expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(false);

@@ -34,6 +34,12 @@ export interface TelemetryModuleOptions {
   internalUsers?: 'drop' | 'tag';
   /** Paths with no events: exact paths, path prefixes ending in `/*`, or regular expressions. Default {@link DEFAULT_EXCLUDE_PATHS}. */
   excludePaths?: Array<string | RegExp>;
+  /**
+   * Also record CORS preflights (`OPTIONS` with `Access-Control-Request-Method`, answered by `enableCors`):
+   * one per cross-origin call that sends custom headers, such as posthog-js's tracing headers.
+   * @default false
+   */
+  capturePreflights?: boolean;
   /** Header that carries the correlation id, in and out. Default `x-request-id`. */
   requestIdHeader?: string;
   /** Finds the user of a request (Express request or Fastify request). Default reads `request.user` (`id`, `sub` or `userId`, and `email`). */
@@ -64,6 +70,13 @@ export interface TelemetryModuleOptions {
    * through posthog-node's own exception autocapture, which keeps the process's normal crash behaviour. Default `false`.
    */
   captureProcessErrors?: boolean;
+  /**
+   * Report failures of scheduled jobs (`@Cron`, `@Interval`, `@Timeout` of `@nestjs/schedule`) and event handlers
+   * (`@OnEvent` of `@nestjs/event-emitter`): an `api_error` with `endpoint` `cron:<name>`, `interval:<name>`,
+   * `timeout:<name>` or `event:<event>`, its `$exception` and Sentry event. The job's error then goes on as before.
+   * @default true
+   */
+  captureJobErrors?: boolean;
   /** Errors not to report (no `api_error`, no `$exception`): classes, names, or patterns tested on the message. */
   ignoreErrors?: IgnoreErrorRule[];
   /** More redaction, after the built-in one, of messages, tracebacks and `capture()` strings: patterns (matches become `[REDACTED]`) or a function. */
@@ -78,15 +91,15 @@ export interface TelemetryModuleOptions {
   posthogOptions?: Partial<PostHogOptions>;
 }
 
-/** Health checks, favicon and static files: no events by default. */
+/**
+ * Health checks, favicon and static files: no events by default. Probes are
+ * matched wherever they sit (`/health`, `/api/health`, `/api/v1/readyz`, behind
+ * a global prefix or a version): `health` with anything below it, the other
+ * names as the last segment of the path.
+ */
 export const DEFAULT_EXCLUDE_PATHS: ReadonlyArray<string | RegExp> = [
-  '/health/*',
-  '/healthz',
-  '/healthcheck',
-  '/livez',
-  '/readyz',
-  '/ready',
-  '/ping',
+  /\/health(?:\/|$)/i,
+  /\/(?:healthz|healthcheck|livez|readyz|ready|live|ping)\/?$/i,
   '/favicon.ico',
   '/robots.txt',
   /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|woff2?|ttf|eot|txt|html?)$/i,
@@ -104,6 +117,7 @@ export interface ResolvedTelemetryOptions {
   internalDomains: string[];
   internalUsers: 'drop' | 'tag';
   excludePaths: Array<string | RegExp>;
+  capturePreflights: boolean;
   requestIdHeader: string;
   resolveUser: (request: any) => TelemetryUser | null | undefined;
   tracebackLimit: number;
@@ -112,6 +126,7 @@ export interface ResolvedTelemetryOptions {
   errorCategories: ErrorCategoryRule[];
   redactEmails: boolean;
   captureProcessErrors: boolean;
+  captureJobErrors: boolean;
   sentry: false | { dsn?: string; init: Record<string, unknown> };
   /** Lowest status sent to PostHog Error Tracking and Sentry; `undefined`: not at all. */
   captureExceptionsMinStatus?: number;
@@ -170,6 +185,7 @@ export function resolveTelemetryOptions(
     internalDomains: domains.map((d) => d.trim().toLowerCase().replace(/^@/, '')).filter(Boolean),
     internalUsers: options.internalUsers ?? 'drop',
     excludePaths: [...(options.excludePaths ?? DEFAULT_EXCLUDE_PATHS)],
+    capturePreflights: options.capturePreflights ?? false,
     requestIdHeader: (options.requestIdHeader ?? 'x-request-id').toLowerCase(),
     resolveUser: options.resolveUser ?? defaultResolveUser,
     tracebackLimit: positiveNumber('tracebackLimit', options.tracebackLimit, 5000),
@@ -178,6 +194,7 @@ export function resolveTelemetryOptions(
     errorCategories: [...(options.errorCategories ?? [])],
     redactEmails: options.redactEmails ?? false,
     captureProcessErrors: options.captureProcessErrors ?? false,
+    captureJobErrors: options.captureJobErrors ?? true,
     captureExceptionsMinStatus:
       options.captureExceptions === false ? undefined : typeof options.captureExceptions === 'object' ? (options.captureExceptions.minStatus ?? 500) : 500,
     ignoreErrors: [...(options.ignoreErrors ?? [])],
