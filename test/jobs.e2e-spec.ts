@@ -4,7 +4,7 @@ import { EventEmitter2, EventEmitterModule, OnEvent } from '@nestjs/event-emitte
 import { Cron, Interval, ScheduleExplorer, ScheduleModule, Timeout } from '@nestjs/schedule';
 import { Test } from '@nestjs/testing';
 import * as Sentry from '@sentry/node';
-import { POSTHOG_CLIENT, PostHogTelemetryService, TelemetryModule, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
+import { POSTHOG_CLIENT, TelemetryService, TelemetryModule, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
 import type { PostHog } from 'posthog-node';
 import request from 'supertest';
 import { JobErrorsExplorer } from '../libs/telemetry/src/jobs/job-errors.explorer.js';
@@ -32,7 +32,7 @@ class Jobs {
 
   constructor(
     @Inject(LABEL) readonly label: string,
-    private readonly telemetry: PostHogTelemetryService,
+    private readonly telemetry: TelemetryService,
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
   ) {}
 
@@ -261,7 +261,7 @@ describe('jobs and events, TelemetryModule imported after ScheduleModule and Eve
     const endpoint = 'interval:Jobs.refresh';
     await capture.waitFor(() => errorsOf(label, endpoint).length >= 3);
     await waitUntil(() => subject.jobs!.intervalRuns >= 6, 'three more runs after the failures');
-    await subject.app.get(PostHogTelemetryService).flush();
+    await subject.app.get(TelemetryService).flush();
     const apiErrors = errorsOf(label, endpoint);
     expect(apiErrors.map((e) => e.properties.error_message).sort()).toEqual([1, 2, 3].map((n) => `${label} interval failure ${n}`));
     const requestIds = apiErrors.map((e) => e.properties.request_id);
@@ -312,7 +312,7 @@ describe('jobs and events, TelemetryModule imported after ScheduleModule and Eve
   it('names a job after its name option, else its class and method; a cron job that failed keeps being scheduled', async () => {
     await capture.waitFor(() => errorsOf(label, 'cron:nightly-import').length >= 1 && errorsOf(label, 'cron:Jobs.rotateKeys').length >= 1);
     await waitUntil(() => subject.jobs!.cronRuns >= 2 && subject.jobs!.unnamedCronRuns >= 2, 'a second run of each cron job');
-    await subject.app.get(PostHogTelemetryService).flush();
+    await subject.app.get(TelemetryService).flush();
     const [named, ...moreNamed] = errorsOf(label, 'cron:nightly-import');
     const [unnamed, ...moreUnnamed] = errorsOf(label, 'cron:Jobs.rotateKeys');
     expect([moreNamed, moreUnnamed]).toEqual([[], []]);
@@ -349,7 +349,7 @@ describe('jobs and events, TelemetryModule imported after ScheduleModule and Eve
       ['event:order.paid', `charge failed for ${label}:declined`],
     ];
     await capture.waitFor(() => expected.every(([, message]) => capture.eventsNamed('api_error', (e) => e.properties.error_message === message).length > 0));
-    await subject.app.get(PostHogTelemetryService).flush();
+    await subject.app.get(TelemetryService).flush();
     const apiErrors = expected.map(([endpoint, message]) => {
       const found = capture.eventsNamed('api_error', (e) => e.properties.error_message === message);
       // Once, though `emitAsync` also rejects with the `order.paid` handler's error.
@@ -404,7 +404,7 @@ describe('jobs and events, TelemetryModule imported after ScheduleModule and Eve
   it('leaves a scheduled method the app calls itself inside a request to that request', async () => {
     await request(subject.app.getHttpServer()).get('/orders/reindex/now').set('X-Request-ID', 'jobs-direct').expect(500);
     await capture.waitFor(() => capture.forRequest('jobs-direct').some((e) => e.event === 'api_error'));
-    await subject.app.get(PostHogTelemetryService).flush();
+    await subject.app.get(TelemetryService).flush();
     const [apiError, ...more] = capture.forRequest('jobs-direct').filter((e) => e.event === 'api_error');
     expect(more).toEqual([]);
     expect(apiError.properties).toMatchObject({ endpoint: '/orders/reindex/now', error_message: `${label} reindex failure` });
@@ -433,7 +433,7 @@ describe('jobs and events, TelemetryModule imported before ScheduleModule and Ev
         errorsOf(label, 'event:order.created').length === 2,
     );
     await waitUntil(() => subject.jobs!.intervalRuns >= 5, 'more runs after the failures');
-    await subject.app.get(PostHogTelemetryService).flush();
+    await subject.app.get(TelemetryService).flush();
     expect(errorsOf(label, 'interval:Jobs.refresh')).toHaveLength(3);
     const apiErrors = errorsOf(label);
     for (const apiError of apiErrors) expect(exceptionFor(apiError)).toHaveLength(1);

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
 import {
   getRequestContext,
-  PostHogTelemetryService,
+  TelemetryService,
   TelemetryModule,
   type TelemetryModuleOptions,
 } from 'nestjs-posthog-telemetry';
@@ -206,7 +206,7 @@ describe('configuration', () => {
 
   it('captureError() outside requests: an api_error and its $exception, for a scheduled job', async () => {
     const app = await createTestApp('express', sendingTo(capture.url));
-    app.get(PostHogTelemetryService).captureError(new Error('nightly import failed'), { endpoint: 'cron:nightly-import' });
+    app.get(TelemetryService).captureError(new Error('nightly import failed'), { endpoint: 'cron:nightly-import' });
     await app.close();
     const [apiError] = capture.eventsNamed('api_error');
     const [exception] = capture.eventsNamed('$exception');
@@ -234,7 +234,7 @@ describe('configuration', () => {
   it('captures outside requests without a request context', async () => {
     const app = await createTestApp('express', sendingTo(capture.url));
     expect(getRequestContext()).toBeUndefined();
-    app.get(PostHogTelemetryService).capture('nightly_job_done', { items: 3 });
+    app.get(TelemetryService).capture('nightly_job_done', { items: 3 });
     await app.close();
     const [event] = capture.eventsNamed('nightly_job_done');
     expect(event.properties).toMatchObject({ items: 3, environment: 'test', user_id: 'anonymous' });

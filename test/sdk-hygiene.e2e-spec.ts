@@ -1,6 +1,6 @@
 import * as Sentry from '@sentry/node';
 import { Controller, Get, Inject, Param, UseGuards, type CanActivate, type ExecutionContext, type INestApplication } from '@nestjs/common';
-import { POSTHOG_CLIENT, PostHogTelemetryService } from 'nestjs-posthog-telemetry';
+import { POSTHOG_CLIENT, TelemetryService } from 'nestjs-posthog-telemetry';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { ClientRequest, createServer, get as httpGet, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -78,7 +78,7 @@ const onFetchRequest = ({ request }: { request: { origin: string } }) =>
 class HygieneController {
   constructor(
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
-    private readonly telemetry: PostHogTelemetryService,
+    private readonly telemetry: TelemetryService,
   ) {}
 
   /** What a login, sign-up or webhook handler does: captures for a person it names itself. */
@@ -296,7 +296,7 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     await http.get('/errors/application').set('X-Request-ID', nextId('error')).expect(500);
     await capture.waitFor(() => ids.every((id) => named(capture.forRequest(id), 'api_error').length === 1 && named(capture.forRequest(id), 'work_done_node').length === 1));
     await sentry.waitForRequests(...ids);
-    await app.get(PostHogTelemetryService).flush();
+    await app.get(TelemetryService).flush();
     await Sentry.flush(2000);
     await new Promise((done) => setTimeout(done, 300));
 

@@ -2,7 +2,7 @@ import { Controller, Get, type INestApplication } from '@nestjs/common';
 import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { POSTHOG_CLIENT, PostHogTelemetryService, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
+import { POSTHOG_CLIENT, TelemetryService, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
 import { createBareApp } from '../support/bare-app.js';
 import { freePort, RecordingLogger } from '../support/recording-logger.js';
 import { CaptureServer, type CaptureBehaviour } from '../support/capture-server.js';
@@ -235,7 +235,7 @@ describe('sustained load while PostHog is down', () => {
 /** Routes whose events carry values no serialiser likes. */
 @Controller('odd')
 class OddPropertiesController {
-  constructor(private readonly telemetry: PostHogTelemetryService) {}
+  constructor(private readonly telemetry: TelemetryService) {}
 
   @Get()
   odd() {

@@ -1,12 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { POSTHOG_CLIENT, PostHogTelemetryService } from 'nestjs-posthog-telemetry';
+import { POSTHOG_CLIENT, TelemetryService } from 'nestjs-posthog-telemetry';
 import type { PostHog } from 'posthog-node';
 
 /** A service deep inside a request: its events carry the request's id, user and session without being passed them. */
 @Injectable()
 export class ChatService {
   constructor(
-    private readonly telemetry: PostHogTelemetryService,
+    private readonly telemetry: TelemetryService,
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
   ) {}
 

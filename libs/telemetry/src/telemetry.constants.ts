@@ -8,3 +8,5 @@ export const EVENT_SINK = Symbol.for('nestjs-posthog-telemetry.event-sink');
 export const SKIP_TELEMETRY = 'nestjs-posthog-telemetry:skip';
 /** Injection token of the Sentry API (`@sentry/node`), or `undefined` without Sentry. Internal. */
 export const SENTRY = Symbol.for('nestjs-posthog-telemetry.sentry');
+/** Injection token of the one redaction every outlet applies (`Redactor`). Internal. */
+export const REDACTOR = Symbol.for('nestjs-posthog-telemetry.redactor');

@@ -2,7 +2,7 @@ import { ConfigurableModuleBuilder } from '@nestjs/common';
 import type { TelemetryModuleOptions } from './telemetry.options.js';
 
 export interface TelemetryModuleExtras {
-  /** Register the module globally (default `true`), so `PostHogTelemetryService` and `POSTHOG_CLIENT` inject anywhere. */
+  /** Register the module globally (default `true`), so `TelemetryService` and `POSTHOG_CLIENT` inject anywhere. */
   isGlobal?: boolean;
 }
 

@@ -1,9 +1,9 @@
 import { Logger } from '@nestjs/common';
 import type { PostHogOptions } from 'posthog-node';
-import type { ErrorCategoryRule } from './error-categorizer.js';
-import type { IgnoreErrorRule } from './ignored-errors.js';
-import type { RedactOption } from './redact.js';
-import type { TelemetryEvent } from './telemetry-events.js';
+import type { ErrorCategoryRule } from './errors/error-categorizer.js';
+import type { IgnoreErrorRule } from './errors/ignored-errors.js';
+import type { RedactOption } from './privacy/redact.js';
+import type { TelemetryEvent } from './events/telemetry-events.js';
 
 /** The user an event belongs to, as returned by `resolveUser`. */
 export interface TelemetryUser {
@@ -107,8 +107,34 @@ export const DEFAULT_EXCLUDE_PATHS: ReadonlyArray<string | RegExp> = [
 
 export const DEFAULT_HOST = 'https://us.i.posthog.com';
 
+/**
+ * What the module does, decided once: `off` (`enabled: false`: no events, request ids still
+ * returned), `local` (no API key: each event is logged, nothing leaves the process), `posthog`.
+ */
+export type TelemetryMode = 'off' | 'local' | 'posthog';
+
+/** The module's own sender's settings (transport/posthog-batch-sender.ts), from `posthogOptions`. */
+export interface SenderSettings {
+  /** Send as soon as this many events wait. */
+  flushAt: number;
+  /** Send what waits at least this often. */
+  flushIntervalMs: number;
+  /** Most events kept waiting; past it the oldest are dropped. */
+  maxQueueSize: number;
+  /** Most events in one request. */
+  maxBatchSize: number;
+  requestTimeoutMs: number;
+  /** Tries after the first one failed (network error, timeout, 5xx, 408, 429). */
+  retryCount: number;
+  /** First wait between tries; doubles each time. */
+  retryDelayMs: number;
+  compression: boolean;
+}
+
 /** Options with every default applied: what the rest of the module reads. */
 export interface ResolvedTelemetryOptions {
+  mode: TelemetryMode;
+  sender: SenderSettings;
   apiKey?: string;
   host: string;
   environment: string;
@@ -163,6 +189,30 @@ function blankToUndefined(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
+/** Defaults of the module's own sender, each overridable through `posthogOptions`. */
+const SENDER_DEFAULTS = {
+  flushAt: 100,
+  flushInterval: 1000,
+  maxQueueSize: 10_000,
+  requestTimeout: 10_000,
+  fetchRetryCount: 3,
+  fetchRetryDelay: 1000,
+};
+
+function senderSettings(posthogOptions: Partial<PostHogOptions>): SenderSettings {
+  const p = { ...SENDER_DEFAULTS, ...posthogOptions };
+  return {
+    flushAt: Math.max(1, p.flushAt),
+    flushIntervalMs: p.flushInterval,
+    maxQueueSize: Math.max(1, p.maxQueueSize),
+    maxBatchSize: Math.max(p.flushAt, 1000),
+    requestTimeoutMs: p.requestTimeout,
+    retryCount: p.fetchRetryCount,
+    retryDelayMs: p.fetchRetryDelay,
+    compression: p.disableCompression !== true,
+  };
+}
+
 /** Applies environment variables, then defaults, to what the user passed. */
 export function resolveTelemetryOptions(
   options: TelemetryModuleOptions = {},
@@ -172,12 +222,17 @@ export function resolveTelemetryOptions(
   const domains =
     options.internalDomains ??
     (blankToUndefined(env.POSTHOG_INTERNAL_DOMAINS)?.split(',') ?? []);
+  const apiKey = blankToUndefined(options.apiKey ?? env.POSTHOG_API_KEY);
+  const enabled = options.enabled ?? true;
+  const posthogOptions = { ...(options.posthogOptions ?? {}) };
   return {
-    apiKey: blankToUndefined(options.apiKey ?? env.POSTHOG_API_KEY),
+    mode: !enabled ? 'off' : apiKey === undefined ? 'local' : 'posthog',
+    sender: senderSettings(posthogOptions),
+    apiKey,
     host: (blankToUndefined(options.host ?? env.POSTHOG_HOST) ?? DEFAULT_HOST).replace(/\/+$/, ''),
     environment:
       blankToUndefined(options.environment) ?? blankToUndefined(env.ENVIRONMENT) ?? blankToUndefined(env.NODE_ENV) ?? 'development',
-    enabled: options.enabled ?? true,
+    enabled,
     slowThresholdMs:
       options.slowThresholdMs !== undefined
         ? positiveNumber('slowThresholdMs', options.slowThresholdMs, 5000)
@@ -204,7 +259,7 @@ export function resolveTelemetryOptions(
         : { dsn: blankToUndefined(options.sentry?.dsn ?? env.SENTRY_DSN), init: { ...(options.sentry?.init ?? {}) } },
     redact: options.redact,
     beforeSend: options.beforeSend,
-    posthogOptions: { ...(options.posthogOptions ?? {}) },
+    posthogOptions,
   };
 }
 

@@ -2,9 +2,10 @@ import { Inject, Injectable, OnApplicationShutdown, OnModuleInit, Optional } fro
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { PostHog } from 'posthog-node';
 import { types } from 'node:util';
-import { PostHogTelemetryService } from '../posthog-telemetry.service.js';
-import { currentRequestState } from '../request-context.js';
-import type { SentryApi } from '../sentry-bridge.js';
+import { ErrorReporter } from '../errors/error-reporter.js';
+import { currentOperation } from '../request/request-context.js';
+import { TelemetryFailures } from '../telemetry-failures.js';
+import type { SentryApi } from '../outlets/sentry-bridge.js';
 import { POSTHOG_CLIENT, SENTRY, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { hookJobMethods, registerJobInstance, type JobRunner } from './job-hook.js';
@@ -56,12 +57,13 @@ export class JobErrorsExplorer implements OnModuleInit, OnApplicationShutdown, J
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
-    private readonly telemetry: PostHogTelemetryService,
+    private readonly errors: ErrorReporter,
+    private readonly failures: TelemetryFailures,
     private readonly discovery: DiscoveryService,
     private readonly scanner: MetadataScanner,
     @Optional() @Inject(SENTRY) private readonly sentry?: SentryApi,
   ) {
-    this.active = options.enabled && options.captureJobErrors;
+    this.active = options.mode !== 'off' && options.captureJobErrors;
     if (!this.active) return;
     // Classes are known from the scan, before their instances are made: hook them now.
     this.guard('job hooks', () => {
@@ -93,7 +95,7 @@ export class JobErrorsExplorer implements OnModuleInit, OnApplicationShutdown, J
       return this.observe(job, instance, original, args);
     };
     try {
-      const outer = currentRequestState() !== undefined || currentJobRun(this.posthog) !== undefined;
+      const outer = currentOperation() !== undefined || currentJobRun(this.posthog) !== undefined;
       // The app's own code calling a scheduled method: its caller sees the error, as it always did.
       if (outer && job.kind !== 'event') {
         started = true;
@@ -105,7 +107,7 @@ export class JobErrorsExplorer implements OnModuleInit, OnApplicationShutdown, J
     } catch (error) {
       if (started) throw error;
       // The context could not be set up: the job runs anyway, unreported.
-      this.telemetry.logOnce('job context', error);
+      this.failures.report('job context', error);
       return original.apply(instance, args);
     }
   }
@@ -130,7 +132,7 @@ export class JobErrorsExplorer implements OnModuleInit, OnApplicationShutdown, J
   private report(job: JobMethod, instance: object, error: unknown): void {
     this.guard('job error', () => {
       if (!firstReport(error)) return;
-      this.telemetry.captureJobError(error, { endpoint: endpointOf(job, instance), method: job.method, statusCode: 500 }, job.mechanism);
+      this.errors.reportCaptured(error, { endpoint: endpointOf(job, instance), method: job.method, statusCode: 500 }, { handled: false, mechanism: job.mechanism });
     });
   }
 
@@ -154,7 +156,7 @@ export class JobErrorsExplorer implements OnModuleInit, OnApplicationShutdown, J
     try {
       fn();
     } catch (error) {
-      this.telemetry.logOnce(what, error);
+      this.failures.report(what, error);
     }
   }
 }

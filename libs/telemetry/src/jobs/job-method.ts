@@ -1,4 +1,4 @@
-import { truncate } from '../bounded.js';
+import { truncate } from '../privacy/bounded.js';
 
 /*
  * The metadata `@nestjs/schedule` and `@nestjs/event-emitter` put on a decorated

@@ -2,7 +2,7 @@ import { StreamableFile } from '@nestjs/common';
 import { ExceptionsHandler } from '@nestjs/core/exceptions/exceptions-handler.js';
 import { RouterResponseController } from '@nestjs/core/router/router-response-controller.js';
 import { isObservable, type Observable, tap } from 'rxjs';
-import { currentRequestState, stateOfRequest } from './request-context.js';
+import { currentOperation, operationOf } from '../request/request-context.js';
 import { routeTemplateOf } from './route-template.js';
 
 /** Marks a Nest prototype this module has already hooked (several apps, several copies of the module). */
@@ -25,11 +25,7 @@ function answeredByAppFilter(filters: unknown, exception: unknown): boolean {
 function noteRouteException(exception: unknown, host: { getArgByIndex?(i: number): unknown }, filters: unknown): void {
   try {
     const request = host?.getArgByIndex?.(0);
-    const state = stateOfRequest(request);
-    if (!state) return;
-    state.noteError(exception, answeredByAppFilter(filters, exception));
-    state.adapterRequest = request;
-    state.endpoint ??= routeTemplateOf(request);
+    operationOf(request)?.noteError(exception, answeredByAppFilter(filters, exception), { request, endpoint: routeTemplateOf(request) });
   } catch {
     /* the app's own handling matters more than the note */
   }
@@ -73,11 +69,11 @@ export function hookNestErrorPaths(): void {
   hookOnce(RouterResponseController.prototype, (prototype) => {
     const sse = prototype.sse;
     prototype.sse = function (this: RouterResponseController, result, response, request, options) {
-      const state = stateOfRequest(request);
-      const noteError = (error: unknown) => state?.noteError(error, false);
+      const operation = operationOf(request);
+      const noteError = (error: unknown) => operation?.noteError(error);
       const observe = (value: unknown) => (isObservable(value) ? (value as Observable<unknown>).pipe(tap({ error: noteError })) : value);
       // An Observable is wrapped as it is; only a promise of one waits, as Nest's own code does.
-      const observed = !state ? result : isObservable(result) ? observe(result) : Promise.resolve(result).then(observe);
+      const observed = !operation ? result : isObservable(result) ? observe(result) : Promise.resolve(result).then(observe);
       return sse.call(this, observed as typeof result, response, request, options);
     };
   });
@@ -86,8 +82,8 @@ export function hookNestErrorPaths(): void {
     const getStream = prototype.getStream;
     prototype.getStream = function (this: StreamableFile) {
       const stream = getStream.call(this);
-      const state = currentRequestState();
-      if (state && !state.skip) state.stream = stream;
+      const operation = currentOperation();
+      if (operation && !operation.skip) operation.noteStream(stream);
       return stream;
     };
   });

@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { PostHogBatchSender, type BatchSenderOptions } from './posthog-batch-sender.js';
-import type { TelemetryEvent } from './telemetry-events.js';
-import { LIB_NAME, LIB_VERSION } from './version.js';
+import type { TelemetryEvent } from '../events/telemetry-events.js';
+import { LIB_NAME, LIB_VERSION } from '../version.js';
 
 interface ReceivedRequest {
   method: string;

@@ -1,6 +1,6 @@
 import { Logger } from '@nestjs/common';
 import type { EventSink } from './event-sink.js';
-import type { TelemetryEvent } from './telemetry-events.js';
+import type { TelemetryEvent } from '../events/telemetry-events.js';
 
 /** Local mode (no API key): each event becomes one readable log line; nothing leaves the process. */
 export class LocalLogSink implements EventSink {

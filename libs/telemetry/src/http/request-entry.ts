@@ -2,15 +2,14 @@ import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from 
 import { HttpAdapterHost } from '@nestjs/core';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { PostHog } from 'posthog-node';
-import { PostHogTelemetryService } from './posthog-telemetry.service.js';
+import { Operations } from '../request/operations.js';
+import { TelemetryFailures } from '../telemetry-failures.js';
 import { hookNestErrorPaths } from './nest-error-hooks.js';
-import { enterRequestContext } from './posthog-context.js';
-import { REQUEST_STATE, RequestState } from './request-context.js';
-import { resolveRequestId } from './request-id.js';
+import { attachOperation, operationOf } from '../request/request-context.js';
+import { resolveRequestId } from '../request/request-id.js';
 import { pathOf } from './route-template.js';
-import { POSTHOG_CLIENT, TELEMETRY_OPTIONS } from './telemetry.constants.js';
-import { isExcludedPath, type ResolvedTelemetryOptions } from './telemetry.options.js';
+import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
+import { isExcludedPath, type ResolvedTelemetryOptions } from '../telemetry.options.js';
 
 /** Longest frontend session or distinct id kept; longer ones are ignored. */
 const MAX_TRACING_HEADER = 200;
@@ -43,7 +42,7 @@ type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 function writeHeadKeepingRequestId(header: string): ServerResponse['writeHead'] {
   const name = header.toLowerCase();
   return function writeHead(this: ServerResponse, ...args: any[]) {
-    const id = ((this.req as any)?.[REQUEST_STATE] as RequestState | undefined)?.requestId;
+    const id = operationOf(this.req)?.requestId;
     if (id !== undefined && !this.headersSent) {
       if (this.getHeader(name) !== id) this.setHeader(header, id);
       // Fields passed to `writeHead` itself (Fastify passes its reply's) override the ones set before.
@@ -70,7 +69,7 @@ function keepRequestIdIn(fields: any, name: string, id: string): void {
 function adoptRequestIdInFastify(fastify: any): void {
   const own = fastify?.genReqId;
   if (typeof fastify?.setGenReqId !== 'function' || typeof own !== 'function') return;
-  fastify.setGenReqId((req: any) => (req?.[REQUEST_STATE] as RequestState | undefined)?.requestId ?? own(req));
+  fastify.setGenReqId((req: any) => operationOf(req)?.requestId ?? own(req));
 }
 
 /**
@@ -89,14 +88,13 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Telemetry');
   private readonly responseHeader: string;
   private readonly writeHead: ServerResponse['writeHead'];
-  private readonly resolveUser = (state: RequestState) => void this.telemetry.resolveUser(state);
   private readonly listener: RequestListener = (req, res) => this.enter(req, res);
   private server?: { prependListener(event: 'request', l: RequestListener): unknown; off(event: 'request', l: RequestListener): unknown };
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
-    @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
-    private readonly telemetry: PostHogTelemetryService,
+    private readonly operations: Operations,
+    private readonly failures: TelemetryFailures,
     private readonly adapterHost: HttpAdapterHost,
   ) {
     this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : options.requestIdHeader;
@@ -125,9 +123,8 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   }
 
   private enter(req: IncomingMessage, res: ServerResponse): void {
-    if ((req as any)[REQUEST_STATE]) return; // two modules on one server: the first one owns the request
+    if (operationOf(req)) return; // two modules on one server: the first one owns the request
     const startedAt = performance.now();
-    let state: RequestState;
     try {
       const headers = req.headers;
       const requestId = resolveRequestId(headers[this.options.requestIdHeader]);
@@ -138,26 +135,26 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
       (req as any).id = requestId;
       if (headers[this.options.requestIdHeader] !== requestId) headers[this.options.requestIdHeader] = requestId;
       res.writeHead = this.writeHead;
-      state = new RequestState(
-        requestId,
-        req.method ?? 'UNKNOWN',
+      const operation = this.operations.create(
+        {
+          requestId,
+          method: req.method ?? 'UNKNOWN',
+          sessionId: tracingHeader(headers['x-posthog-session-id']),
+          frontendDistinctId: tracingHeader(headers['x-posthog-distinct-id']),
+          rawUrl: req.url,
+          request: req,
+          skip: (!this.options.capturePreflights && isPreflight(req)) || isExcludedPath(pathOf(req.url), this.options.excludePaths),
+          standalone: true,
+        },
         startedAt,
-        tracingHeader(headers['x-posthog-session-id']),
-        tracingHeader(headers['x-posthog-distinct-id']),
-        req,
       );
-      state.rawUrl = req.url;
-      state.skip =
-        !this.options.enabled ||
-        (!this.options.capturePreflights && isPreflight(req)) ||
-        isExcludedPath(pathOf(req.url), this.options.excludePaths);
-      (req as any)[REQUEST_STATE] = state;
+      attachOperation(req, operation);
       // `close` fires once the response is sent, or when the client went away first.
-      if (!state.skip) res.once('close', () => this.telemetry.recordRequestEnd(state, res.statusCode, res.writableFinished));
-      enterRequestContext(this.posthog, state, this.options.environment, this.resolveUser);
+      if (!operation.skip) res.once('close', () => this.operations.finish(operation, res.statusCode, res.writableFinished));
+      this.operations.enter(operation);
     } catch (error) {
       // Telemetry never stands between a request and the app: it goes on untracked.
-      this.telemetry.logOnce('request entry', error);
+      this.failures.report('request entry', error);
     }
   }
 }

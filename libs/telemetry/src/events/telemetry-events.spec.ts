@@ -1,4 +1,4 @@
-import { MAX_STRING_LENGTH } from './bounded.js';
+import { MAX_STRING_LENGTH } from '../privacy/bounded.js';
 import { apiErrorEvent, apiRequestEvent, customEvent, slowRequestEvent, type EventIdentity } from './telemetry-events.js';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

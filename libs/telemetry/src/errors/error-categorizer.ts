@@ -1,4 +1,4 @@
-import type { CategorizeError } from './telemetry.options.js';
+import type { CategorizeError } from '../telemetry.options.js';
 
 /** The categories the dashboards group `api_error` by. */
 export const ErrorCategory = {

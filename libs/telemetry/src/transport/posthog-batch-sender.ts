@@ -5,29 +5,16 @@ import * as https from 'node:https';
 import { promisify } from 'node:util';
 import { constants, gzip as gzipCallback } from 'node:zlib';
 import type { EventSink } from './event-sink.js';
-import type { Untraced } from './sentry-bridge.js';
-import type { TelemetryEvent } from './telemetry-events.js';
-import { LIB_NAME, LIB_VERSION } from './version.js';
+import type { Untraced } from '../outlets/sentry-bridge.js';
+import type { TelemetryEvent } from '../events/telemetry-events.js';
+import type { SenderSettings } from '../telemetry.options.js';
+import { LIB_NAME, LIB_VERSION } from '../version.js';
 
 const gzip = promisify(gzipCallback);
 
-export interface BatchSenderOptions {
+export interface BatchSenderOptions extends SenderSettings {
   host: string;
   apiKey: string;
-  /** Send as soon as this many events wait. */
-  flushAt: number;
-  /** Send what waits at least this often. */
-  flushIntervalMs: number;
-  /** Most events kept waiting; past it the oldest are dropped. */
-  maxQueueSize: number;
-  /** Most events in one request. */
-  maxBatchSize: number;
-  requestTimeoutMs: number;
-  /** Tries after the first one failed (network error, timeout, 5xx, 408, 429). */
-  retryCount: number;
-  /** First wait between tries; doubles each time. */
-  retryDelayMs: number;
-  compression: boolean;
 }
 
 const DROP_LOG_INTERVAL_MS = 60_000;

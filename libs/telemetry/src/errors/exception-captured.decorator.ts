@@ -1,6 +1,6 @@
 import type { ArgumentsHost } from '@nestjs/common';
-import { stateOfRequest } from './request-context.js';
-import { routeTemplateOf } from './route-template.js';
+import { operationOf } from '../request/request-context.js';
+import { routeTemplateOf } from '../http/route-template.js';
 
 /**
  * Tells the module about an exception your own filter handled. Not needed for
@@ -13,11 +13,7 @@ export function noteException(exception: unknown, host: ArgumentsHost): void {
   if (host.getType() !== 'http') return;
   try {
     const request = host.switchToHttp().getRequest();
-    const state = stateOfRequest(request);
-    if (!state) return;
-    state.noteError(exception, true);
-    state.adapterRequest = request;
-    state.endpoint ??= routeTemplateOf(request);
+    operationOf(request)?.noteError(exception, true, { request, endpoint: routeTemplateOf(request) });
   } catch {
     /* the app's own handling matters more than the note */
   }

@@ -1,8 +1,8 @@
 import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import { stateOfRequest } from './request-context.js';
+import { operationOf } from '../request/request-context.js';
 import { routeTemplateOf } from './route-template.js';
-import { SKIP_TELEMETRY } from './telemetry.constants.js';
+import { SKIP_TELEMETRY } from '../telemetry.constants.js';
 
 /**
  * Where a request meets its route. A global guard that always lets the request
@@ -20,13 +20,10 @@ export class TelemetryGuard implements CanActivate {
     if (context.getType() !== 'http') return true;
     try {
       const request = context.switchToHttp().getRequest();
-      const state = stateOfRequest(request);
-      if (!state) return true;
-      state.adapterRequest = request;
-      state.endpoint = routeTemplateOf(request) ?? state.endpoint;
-      if (this.reflector.getAllAndOverride<boolean>(SKIP_TELEMETRY, [context.getHandler(), context.getClass()])) {
-        state.skip = true;
-      }
+      const operation = operationOf(request);
+      if (!operation) return true;
+      operation.matchRoute(routeTemplateOf(request), request);
+      if (this.reflector.getAllAndOverride<boolean>(SKIP_TELEMETRY, [context.getHandler(), context.getClass()])) operation.optOut();
     } catch {
       /* never stand between a request and its route */
     }

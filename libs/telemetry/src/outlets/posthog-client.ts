@@ -3,13 +3,13 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { stampRequestIdentity } from './posthog-context.js';
-import { composeRedactor } from './redact.js';
-import { REQUEST_STATE, RequestState } from './request-context.js';
-import { UNMATCHED_ROUTE, withoutRawUrl } from './route-template.js';
-import type { Untraced } from './sentry-bridge.js';
-import type { TelemetryFailures } from './telemetry-failures.js';
-import type { ResolvedTelemetryOptions } from './telemetry.options.js';
+import { stampRequestIdentity } from '../request/posthog-context.js';
+import type { Redactor } from '../privacy/redact.js';
+import { Operation } from '../request/operation.js';
+import { OPERATION } from '../request/request-context.js';
+import { UNMATCHED_ROUTE, withoutRawUrl } from '../http/route-template.js';
+import { untracedBy, type SentryApi, type Untraced } from './sentry-bridge.js';
+import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 
 type PostHogEvent = { event: string; properties?: Record<string, any> };
 type BeforeSend = (event: any) => any;
@@ -23,8 +23,8 @@ export function scrubException(redact: (text: string) => string): BeforeSend {
     const list = event?.event === '$exception' ? event.properties?.$exception_list : undefined;
     if (!Array.isArray(list)) return event;
     // Inside a request, its raw URL (ids, query string) is also kept out, as in its api_error.
-    const state = event.properties?.[REQUEST_STATE as unknown as string];
-    const scrub = state instanceof RequestState ? withoutRawUrl(redact, state.rawUrl, state.endpoint ?? UNMATCHED_ROUTE) : redact;
+    const operation = event.properties?.[OPERATION as unknown as string];
+    const scrub = operation instanceof Operation ? withoutRawUrl(redact, operation.rawUrl, operation.endpoint ?? UNMATCHED_ROUTE) : redact;
     const clean = (value: unknown) => (typeof value === 'string' ? scrub(value) : value);
     for (const exception of list) {
       exception.value = clean(exception.value);
@@ -158,17 +158,19 @@ export function captureExceptionOnce(client: PostHog, ...args: Parameters<PostHo
  * (`stampRequestIdentity`) and scrubbed, before the app's own `before_send` runs. In local
  * mode it is disabled: it still carries the context, and sends nothing.
  */
-export function createPostHogClient(options: ResolvedTelemetryOptions, failures: TelemetryFailures): PostHog {
-  if (options.apiKey === undefined || !options.enabled) {
+export function createPostHogClient(options: ResolvedTelemetryOptions, redact: Redactor, sentry: SentryApi | undefined): PostHog {
+  if (options.mode !== 'posthog') {
     return new SharedPostHog('phc_local_mode', { ...options.posthogOptions, host: 'http://127.0.0.1:9', disabled: true });
   }
-  const redact = composeRedactor(options.redact, (error) => failures.report('redact', error), options.redactEmails);
   const own = options.posthogOptions.before_send;
   const beforeSend = [stampRequestIdentity, scrubException(redact), ...(own === undefined ? [] : Array.isArray(own) ? own : [own])];
-  return new SharedPostHog(options.apiKey, {
+  const client = new SharedPostHog(options.apiKey!, {
     host: options.host,
     ...(options.captureProcessErrors ? { enableExceptionAutocapture: true } : {}),
     ...options.posthogOptions,
     before_send: beforeSend,
   });
+  // Its requests to PostHog never join the app's Sentry traces.
+  client.untraced = untracedBy(sentry);
+  return client;
 }

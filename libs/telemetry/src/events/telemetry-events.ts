@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { toBoundedJson, truncate } from './bounded.js';
-import type { ErrorDetails } from './error-details.js';
+import { toBoundedJson, truncate } from '../privacy/bounded.js';
+import type { ErrorDetails } from '../errors/error-details.js';
 
 /** One event as it goes on the wire to PostHog's `/batch/` endpoint. */
 export interface TelemetryEvent {
@@ -29,8 +29,8 @@ export interface ApiRequestFields {
   method: string;
   statusCode: number;
   durationMs: number;
-  /** Failed after a success status was sent (a stream cut midway): not a success whatever the status. */
-  failed?: boolean;
+  /** Whether it succeeded, when more than the status says (a stream cut midway after a 200); 2xx otherwise. */
+  success?: boolean;
 }
 
 export interface ApiErrorFields {
@@ -39,6 +39,10 @@ export interface ApiErrorFields {
   statusCode: number;
   category: string;
   details: ErrorDetails;
+  /** The uuid of the `$exception` sent for the same error, when one was. */
+  exceptionUuid?: string;
+  /** The id of the Sentry event sent for the same error, when one was. */
+  sentryEventId?: string;
 }
 
 export interface SlowRequestFields {
@@ -73,7 +77,7 @@ export function apiRequestEvent(identity: EventIdentity, f: ApiRequestFields): T
     method: f.method,
     status_code: f.statusCode,
     response_time_ms: round(f.durationMs),
-    success: f.statusCode >= 200 && f.statusCode < 300 && !f.failed,
+    success: f.success ?? (f.statusCode >= 200 && f.statusCode < 300),
   });
 }
 
@@ -89,7 +93,7 @@ export function slowRequestEvent(identity: EventIdentity, f: SlowRequestFields):
 
 /** `api_error`: a request that failed with an exception. */
 export function apiErrorEvent(identity: EventIdentity, f: ApiErrorFields): TelemetryEvent {
-  return event('api_error', identity, {
+  const properties: Record<string, unknown> = {
     error_type: f.category,
     error_message: f.details.message,
     exception_type: f.details.exceptionType,
@@ -101,11 +105,14 @@ export function apiErrorEvent(identity: EventIdentity, f: ApiErrorFields): Telem
       `${f.details.exceptionType} (${f.category}) while handling ${f.method} ${f.endpoint}, answered ${f.statusCode}: ${f.details.message}`,
       500,
     ),
-  });
+  };
+  if (f.exceptionUuid !== undefined) properties.$exception_uuid = f.exceptionUuid;
+  if (f.sentryEventId !== undefined) properties.sentry_event_id = f.sentryEventId;
+  return event('api_error', identity, properties);
 }
 
 /**
- * An event of the app's own (`PostHogTelemetryService.capture`): its properties
+ * An event of the app's own (`TelemetryService.capture`): its properties
  * bounded, made JSON-safe and redacted, then the request's correlation
  * properties added where the caller did not set them.
  */

@@ -1,5 +1,5 @@
 import { HttpException } from '@nestjs/common';
-import { safeString, truncate } from './bounded.js';
+import { safeString, truncate } from '../privacy/bounded.js';
 
 export interface ErrorDetails {
   /** The message, bounded. */

@@ -1,6 +1,6 @@
 import { HttpException } from '@nestjs/common';
 import fc from 'fast-check';
-import { everyKindOfValue } from '../../../test/support/arbitraries.js';
+import { everyKindOfValue } from '../../../../test/support/arbitraries.js';
 import { categorizeError, ErrorCategory } from './error-categorizer.js';
 
 /** Fixed seed: a failure names its counterexample, and the next run finds the same one. */

@@ -1,5 +1,5 @@
-import { redactSecrets } from './redact.js';
-import type { ResolvedTelemetryOptions } from './telemetry.options.js';
+import { redactSecrets } from '../privacy/redact.js';
+import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 
 /** The scope handed to `captureException`'s callback: a copy for that one event. */
 export interface SentryScope {
@@ -69,7 +69,7 @@ export interface SentryEvent {
  * `@sentry/node` installed, or with neither, there is no Sentry and nothing is said.
  */
 export async function connectSentry(options: ResolvedTelemetryOptions): Promise<SentryApi | undefined> {
-  if (options.sentry === false || !options.enabled) return undefined;
+  if (options.sentry === false || options.mode === 'off') return undefined;
   // Without a DSN only an app that already set Sentry up matters, and Sentry's SDKs keep their state on
   // `globalThis.__SENTRY__`: no need to load `@sentry/node` at start-up just to find it unused.
   if (!options.sentry.dsn && !(globalThis as { __SENTRY__?: unknown }).__SENTRY__) return undefined;

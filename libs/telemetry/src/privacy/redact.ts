@@ -63,6 +63,9 @@ export function redactEmails(text: string): string {
   return text.replace(EMAIL, '[email]');
 }
 
+/** Redaction of one text, as the module applies it everywhere (the `REDACTOR` provider). */
+export type Redactor = (text: string) => string;
+
 /** The app's own redaction: patterns whose matches become `[REDACTED]`, or a function. */
 export type RedactOption = ((text: string) => string) | RegExp[];
 

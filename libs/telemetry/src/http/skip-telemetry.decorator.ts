@@ -1,5 +1,5 @@
 import { SetMetadata } from '@nestjs/common';
-import { SKIP_TELEMETRY } from './telemetry.constants.js';
+import { SKIP_TELEMETRY } from '../telemetry.constants.js';
 
 /**
  * No telemetry events for this handler, or for every handler of this controller.

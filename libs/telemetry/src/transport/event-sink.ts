@@ -1,5 +1,5 @@
-import type { Untraced } from './sentry-bridge.js';
-import type { TelemetryEvent } from './telemetry-events.js';
+import type { Untraced } from '../outlets/sentry-bridge.js';
+import type { TelemetryEvent } from '../events/telemetry-events.js';
 
 /** Where built events go: PostHog over HTTP, or the log in local mode. */
 export interface EventSink {

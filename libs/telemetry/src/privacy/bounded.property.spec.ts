@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { everyKindOfValue } from '../../../test/support/arbitraries.js';
+import { everyKindOfValue } from '../../../../test/support/arbitraries.js';
 import { toBoundedJson } from './bounded.js';
 import { redactSecrets } from './redact.js';
 

@@ -1,5 +1,5 @@
 import { BadRequestException, HttpException, InternalServerErrorException, NotFoundException } from '@nestjs/common';
-import { MAX_STRING_LENGTH } from './bounded.js';
+import { MAX_STRING_LENGTH } from '../privacy/bounded.js';
 import { describeError } from './error-details.js';
 
 class PaymentFailedError extends Error {}

@@ -1,0 +1,185 @@
+import { randomUUID } from 'node:crypto';
+import type { TelemetryUser } from '../telemetry.options.js';
+
+/** What any code running inside a request can read of it (see `getRequestContext`). */
+export interface TelemetryRequestContext {
+  /** The correlation id, also sent back as `X-Request-ID`. */
+  readonly requestId: string;
+  /** The frontend's PostHog session (`X-POSTHOG-SESSION-ID`), if it sent one. */
+  readonly sessionId?: string;
+  /** The `distinct_id` of this request's events: the user, else the frontend's distinct id, else an anonymous id. */
+  readonly distinctId: string;
+  /** The user id, or `anonymous`. */
+  readonly userId: string;
+  /** The resolved user, once an auth guard has set one. */
+  readonly user?: TelemetryUser;
+}
+
+/** Finds the user of a request once the app's auth ran (`resolveUser`, bounded; never throws). */
+export type UserResolver = (request: unknown) => TelemetryUser | undefined;
+
+/** What is known where an operation enters. */
+export interface OperationStart {
+  requestId: string;
+  method: string;
+  /** `performance.now()` at arrival. */
+  startedAt: number;
+  /** The frontend's PostHog session (`X-POSTHOG-SESSION-ID`). */
+  sessionId?: string;
+  /** The frontend's PostHog distinct id (`X-POSTHOG-DISTINCT-ID`), used only while no user is known. */
+  frontendDistinctId?: string;
+  /** The URL as it arrived, kept out of error messages. */
+  rawUrl?: string;
+  /** The request as the transport has it; auth guards decorate the adapter's with `user`. */
+  request: unknown;
+  resolveUser: UserResolver;
+  /** No events for this operation (an excluded path, a preflight, the module turned off). */
+  skip: boolean;
+}
+
+/** A finished operation, as the outcome step reads it (events/outcome.ts). */
+export interface FinishedOperation {
+  /** The route template, when a route was reached. */
+  endpoint: string | undefined;
+  method: string;
+  /** The status the response was sent with (or began to be). */
+  status: number;
+  /** The response was sent whole, or was cut by the server: not a client that went away. */
+  sent: boolean;
+  durationMs: number;
+  hasError: boolean;
+  error: unknown;
+  /** One of the app's own exception filters answered the error. */
+  errorAnswered: boolean;
+}
+
+/**
+ * One operation (an HTTP request) from where it enters to where it ends: the
+ * one record of it. It is written only through its verbs, each called by the
+ * code that sees the fact (the route by the guard, an error by Nest's
+ * exception hand-over, the end by the response's `close`); everything else
+ * reads it. Internal.
+ */
+export class Operation implements TelemetryRequestContext {
+  readonly requestId: string;
+  readonly method: string;
+  readonly startedAt: number;
+  readonly sessionId: string | undefined;
+  readonly frontendDistinctId: string | undefined;
+  readonly rawUrl: string | undefined;
+  #endpoint: string | undefined = undefined;
+  #skip: boolean;
+  #error: unknown = undefined;
+  #hasError = false;
+  #errorAnswered = false;
+  #stream: { errored?: unknown } | undefined = undefined;
+  #request: unknown;
+  #user: TelemetryUser | undefined = undefined;
+  #anonymousId: string | undefined = undefined;
+  readonly #resolveUser: UserResolver;
+
+  constructor(start: OperationStart) {
+    this.requestId = start.requestId;
+    this.method = start.method;
+    this.startedAt = start.startedAt;
+    this.sessionId = start.sessionId;
+    this.frontendDistinctId = start.frontendDistinctId;
+    this.rawUrl = start.rawUrl;
+    this.#request = start.request;
+    this.#resolveUser = start.resolveUser;
+    this.#skip = start.skip;
+  }
+
+  /** The route template, once a route was reached. */
+  get endpoint(): string | undefined {
+    return this.#endpoint;
+  }
+
+  /** No events for this operation. */
+  get skip(): boolean {
+    return this.#skip;
+  }
+
+  get hasError(): boolean {
+    return this.#hasError;
+  }
+
+  /** The first error the operation failed with. */
+  get error(): unknown {
+    return this.#error;
+  }
+
+  /** The user, once the app's auth has set one on the request (looked for on each read until found). */
+  get user(): TelemetryUser | undefined {
+    return (this.#user ??= this.#resolveUser(this.#request));
+  }
+
+  get distinctId(): string {
+    return this.user?.id ?? this.frontendDistinctId ?? (this.#anonymousId ??= randomUUID());
+  }
+
+  /** True when no person should be created for the events (no user, no frontend id). */
+  get personless(): boolean {
+    return this.user === undefined && this.frontendDistinctId === undefined;
+  }
+
+  get userId(): string {
+    return this.user?.id ?? 'anonymous';
+  }
+
+  /** The route the operation reached, seen with the adapter's request (the module's guard). */
+  matchRoute(endpoint: string | undefined, request: unknown): void {
+    this.#request = request;
+    if (endpoint !== undefined) this.#endpoint = endpoint;
+  }
+
+  /** `@SkipTelemetry()` on the route reached. */
+  optOut(): void {
+    this.#skip = true;
+  }
+
+  /**
+   * An error, where Nest hands it to the filters (or the app says so). The first
+   * one is kept; `answered` says one of the app's filters took it, and a later
+   * sighting of the same error can say so. Where no guard ran, the route seen
+   * there is the operation's.
+   */
+  noteError(error: unknown, answered = false, seenAt?: { request: unknown; endpoint: string | undefined }): void {
+    if (seenAt) {
+      this.#request = seenAt.request;
+      this.#endpoint ??= seenAt.endpoint;
+    }
+    if (this.#hasError) {
+      if (answered && error === this.#error) this.#errorAnswered = true;
+      return;
+    }
+    this.#hasError = true;
+    this.#error = error;
+    this.#errorAnswered = answered;
+  }
+
+  /** The body stream of a `StreamableFile` answer: a source that failed is not a client that left. */
+  noteStream(stream: { errored?: unknown }): void {
+    this.#stream = stream;
+  }
+
+  /**
+   * The operation ends with the response's status. A response not sent whole
+   * whose body stream failed was cut by the server: the stream's error is the
+   * operation's, and the response counts as sent.
+   */
+  finish(status: number, sentWhole: boolean, now: number): FinishedOperation {
+    const streamError = sentWhole ? undefined : this.#stream?.errored;
+    if (streamError !== undefined && streamError !== null) this.noteError(streamError);
+    return {
+      endpoint: this.#endpoint,
+      method: this.method,
+      status,
+      sent: sentWhole || this.#hasError,
+      durationMs: now - this.startedAt,
+      hasError: this.#hasError,
+      error: this.#error,
+      errorAnswered: this.#errorAnswered,
+    };
+  }
+}

@@ -1,0 +1,91 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { performance } from 'node:perf_hooks';
+import type { PostHog } from 'posthog-node';
+import { OperationRecorder } from '../events/operation-recorder.js';
+import { TelemetryFailures } from '../telemetry-failures.js';
+import { POSTHOG_CLIENT, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
+import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
+import { Operation, type OperationStart, type UserResolver } from './operation.js';
+import { enterRequestContext, runInRequestContext } from './posthog-context.js';
+import { currentOperation } from './request-context.js';
+import { resolveRequestId } from './request-id.js';
+import { safeUserResolver } from './user-resolver.js';
+
+/** What a transport knows where an operation enters; the rest has defaults. */
+export interface OperationInit {
+  method: string;
+  /** The route template or the transport's name for the operation (`graphql:query GetUser`, `rpc:sum`). */
+  endpoint?: string;
+  /** The caller's correlation id, kept when valid; otherwise the enclosing operation's, or a new one. */
+  requestId?: unknown;
+  sessionId?: string;
+  frontendDistinctId?: string;
+  rawUrl?: string;
+  /** The request the user is read from (`resolveUser`), as the transport has it. */
+  request?: unknown;
+  skip?: boolean;
+  /** Shares nothing with the operation the caller may run in (a new HTTP request on a kept-alive connection). */
+  standalone?: boolean;
+}
+
+/**
+ * The one owner of operations and of the async context they run in. A
+ * transport (http/, and the other adapters) makes an operation where it
+ * enters, runs the rest in its context, and finishes it where it ends.
+ */
+@Injectable()
+export class Operations {
+  private readonly resolveUser: UserResolver;
+
+  constructor(
+    @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
+    @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
+    private readonly recorder: OperationRecorder,
+    failures: TelemetryFailures,
+  ) {
+    this.resolveUser = safeUserResolver(options.resolveUser, failures);
+  }
+
+  /**
+   * A new operation. Inside another one (a GraphQL operation in its HTTP
+   * request), it shares that one's correlation id, session and frontend id
+   * unless the transport brings its own.
+   */
+  create(init: OperationInit, startedAt = performance.now()): Operation {
+    const outer = init.standalone ? undefined : currentOperation();
+    const start: OperationStart = {
+      requestId: init.requestId === undefined && outer ? outer.requestId : resolveRequestId(init.requestId),
+      method: init.method,
+      startedAt,
+      sessionId: init.sessionId ?? outer?.sessionId,
+      frontendDistinctId: init.frontendDistinctId ?? outer?.frontendDistinctId,
+      rawUrl: init.rawUrl,
+      request: init.request,
+      resolveUser: this.resolveUser,
+      skip: this.options.mode === 'off' || init.skip === true,
+    };
+    const operation = new Operation(start);
+    if (init.endpoint !== undefined) operation.matchRoute(init.endpoint, init.request);
+    return operation;
+  }
+
+  /** Enters the operation's context for the rest of the current async work (HTTP's `request` event). */
+  enter(operation: Operation): void {
+    enterRequestContext(this.posthog, operation, this.options.environment);
+  }
+
+  /** Runs `fn` in the operation's context. */
+  run<T>(operation: Operation, fn: () => T): T {
+    return runInRequestContext(this.posthog, operation, this.options.environment, fn);
+  }
+
+  /** The operation ends: its events are decided and sent. `sentWhole`: the answer went out to its end. */
+  finish(operation: Operation, status: number, sentWhole = true): void {
+    this.recorder.finish(operation, status, sentWhole);
+  }
+
+  /** The operation the caller runs in. */
+  current(): Operation | undefined {
+    return currentOperation();
+  }
+}

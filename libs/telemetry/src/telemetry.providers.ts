@@ -1,0 +1,63 @@
+import type { Provider } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { ErrorReporter } from './errors/error-reporter.js';
+import { Identities } from './events/identities.js';
+import { OperationRecorder } from './events/operation-recorder.js';
+import { Operations } from './request/operations.js';
+import { RequestEntry } from './http/request-entry.js';
+import { TelemetryGuard } from './http/telemetry.guard.js';
+import { JobErrorsExplorer } from './jobs/job-errors.explorer.js';
+import { ErrorTrackingOutlet } from './outlets/error-tracking.outlet.js';
+import { EventsOutlet } from './outlets/events.outlet.js';
+import { createPostHogClient } from './outlets/posthog-client.js';
+import { connectSentry, untracedBy, type SentryApi } from './outlets/sentry-bridge.js';
+import { SentryOutlet } from './outlets/sentry.outlet.js';
+import { composeRedactor } from './privacy/redact.js';
+import { TelemetryFailures } from './telemetry-failures.js';
+import { EVENT_SINK, POSTHOG_CLIENT, REDACTOR, SENTRY, TELEMETRY_OPTIONS } from './telemetry.constants.js';
+import { TELEMETRY_MODULE_OPTIONS } from './telemetry.module-definition.js';
+import { resolveTelemetryOptions, type ResolvedTelemetryOptions, type TelemetryModuleOptions } from './telemetry.options.js';
+import { TelemetryService } from './telemetry.service.js';
+import type { EventSink } from './transport/event-sink.js';
+import { LocalLogSink } from './transport/local-log.sink.js';
+import { PostHogBatchSender } from './transport/posthog-batch-sender.js';
+
+/** The one sender of the module's own events: PostHog batches, or the log in local mode. */
+function createEventSink(options: ResolvedTelemetryOptions, sentry: SentryApi | undefined): EventSink {
+  if (options.mode !== 'posthog') return new LocalLogSink();
+  const sender = new PostHogBatchSender({ host: options.host, apiKey: options.apiKey!, ...options.sender });
+  // Its deliveries never join the app's Sentry traces.
+  const untraced = untracedBy(sentry);
+  if (untraced) sender.untraced = untraced;
+  return sender;
+}
+
+/** Everything `TelemetryModule` provides; options are resolved once, here. */
+export const TELEMETRY_PROVIDERS: Provider[] = [
+  {
+    provide: TELEMETRY_OPTIONS,
+    inject: [TELEMETRY_MODULE_OPTIONS],
+    useFactory: (options: TelemetryModuleOptions) => resolveTelemetryOptions(options),
+  },
+  TelemetryFailures,
+  {
+    provide: REDACTOR,
+    inject: [TELEMETRY_OPTIONS, TelemetryFailures],
+    useFactory: (options: ResolvedTelemetryOptions, failures: TelemetryFailures) =>
+      composeRedactor(options.redact, (error) => failures.report('redact', error), options.redactEmails),
+  },
+  { provide: SENTRY, inject: [TELEMETRY_OPTIONS], useFactory: connectSentry },
+  { provide: POSTHOG_CLIENT, inject: [TELEMETRY_OPTIONS, REDACTOR, SENTRY], useFactory: createPostHogClient },
+  { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS, SENTRY], useFactory: createEventSink },
+  EventsOutlet,
+  ErrorTrackingOutlet,
+  SentryOutlet,
+  Identities,
+  ErrorReporter,
+  OperationRecorder,
+  Operations,
+  TelemetryService,
+  RequestEntry,
+  JobErrorsExplorer,
+  { provide: APP_GUARD, useClass: TelemetryGuard },
+];
