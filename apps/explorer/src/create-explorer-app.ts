@@ -1,4 +1,5 @@
 import type { LoggerService } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { ExplorerModule } from './explorer.module.js';
@@ -9,6 +10,61 @@ const INGESTION_PATHS = /^\/(batch|e|i\/v0\/e|capture|track|engage|s|i\/v0\/s|fl
 /** The routes clients post events to (and posthog-js's start-up calls). */
 export function isIngestionPath(url: string): boolean {
   return INGESTION_PATHS.test(url);
+}
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Whether a `Host` header names this explorer: the bound address, a loopback name or an
+ * EXPLORER_ALLOWED_HOSTS entry (a name, or a name:port), on the port the request arrived at.
+ * A DNS-rebinding page sends its own host name, and is refused.
+ */
+export function hostAllowed(hostHeader: string | undefined, localPort: number | undefined, settings: Pick<ExplorerSettings, 'host' | 'allowedHosts'>): boolean {
+  const allowed = settings.allowedHosts ?? [];
+  if (allowed.includes('*')) return true;
+  const host = hostHeader?.trim().toLowerCase();
+  if (!host) return false;
+  if (allowed.includes(host)) return true;
+  const match = /^(\[[0-9a-f:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(host);
+  if (!match) return false;
+  const [, name, port] = match;
+  if ((port === undefined ? 80 : Number(port)) !== localPort) return false;
+  const bound = settings.host.toLowerCase();
+  const names = [...LOOPBACK_NAMES, bound.includes(':') && !bound.startsWith('[') ? `[${bound}]` : bound, ...allowed.filter((h) => !/:\d+$/.test(h) || h.endsWith(']'))];
+  return names.includes(name);
+}
+
+/**
+ * Whether a state-changing request could not have come from another site's simple request
+ * (a form post, or `fetch` with `text/plain`): it sends JSON or `X-Requested-With`, which
+ * a browser lets another origin send only after a CORS preflight, which the API refuses.
+ */
+export function nonSimpleRequest(headers: IncomingMessage['headers']): boolean {
+  const type = (headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+  return type === 'application/json' || headers['x-requested-with'] !== undefined;
+}
+
+/**
+ * The guard in front of everything but ingestion: the page and the JSON API answer only
+ * their own `Host` (403 otherwise), and a POST (or any method but GET, HEAD and OPTIONS) must
+ * be a non-simple request (403 otherwise). Ingestion stays open, as PostHog's is: any Host,
+ * any origin, simple requests.
+ */
+function guard(settings: ExplorerSettings) {
+  const refuse = (res: ServerResponse, message: string) => {
+    res.writeHead(403, { 'Content-Type': 'application/json; charset=utf-8' }).end(JSON.stringify({ statusCode: 403, error: 'Forbidden', message }));
+  };
+  return (req: IncomingMessage, res: ServerResponse, next: () => void) => {
+    if (isIngestionPath(req.url ?? '')) return next();
+    if (!hostAllowed(req.headers.host, req.socket.localPort, settings)) {
+      return refuse(res, 'This Host is not the explorer\'s address (DNS rebinding?). Add it to EXPLORER_ALLOWED_HOSTS if you meant it.');
+    }
+    if (!SAFE_METHODS.has(req.method ?? 'GET') && !nonSimpleRequest(req.headers)) {
+      return refuse(res, 'A state-changing request must send Content-Type: application/json or an X-Requested-With header.');
+    }
+    next();
+  };
 }
 
 /**
@@ -22,6 +78,7 @@ export async function createExplorerApp(settings: ExplorerSettings, logger?: Log
     bodyParser: false,
     logger: logger ?? ['error', 'warn'],
   });
+  app.use(guard(settings));
   app.useBodyParser('raw', { type: () => true, limit: settings.maxBodyBytes });
   // posthog-js posts from the page's origin (the demo's), so the ingestion routes allow any origin.
   // The JSON API does not: another site open in the same browser must not read the events.

@@ -8,10 +8,16 @@ const one = (value: unknown): string | undefined => {
   return typeof first === 'string' && first.trim() !== '' ? first.trim().slice(0, 500) : undefined;
 };
 
+/** Times a filter may name: 1970-01-01 to 9999-12-31 (epoch ms); outside, the answer is 400, not a failed query. */
+export const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+/** The longest `since`: 100 years. */
+export const MAX_SINCE_MS = 36_500 * 86_400_000;
+
 function time(name: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
   const ms = /^\d+$/.test(value) ? Number(value) : new Date(value).getTime();
   if (!Number.isFinite(ms)) throw new BadRequestException(`${name} must be an ISO time or epoch milliseconds.`);
+  if (ms < 0 || ms > MAX_TIME_MS) throw new BadRequestException(`${name} must be between 1970-01-01 and 9999-12-31.`);
   return ms;
 }
 
@@ -26,8 +32,12 @@ export function parseFilter(query: Record<string, unknown>, now = Date.now()): E
   if (since !== undefined && since !== 'all') {
     const match = /^(\d+)([smhd])$/.exec(since);
     if (!match) throw new BadRequestException('since must look like 30s, 15m, 1h, 7d or all.');
-    from = now - Number(match[1]) * SINCE_UNITS[match[2]];
+    const span = Number(match[1]) * SINCE_UNITS[match[2]];
+    if (!(span <= MAX_SINCE_MS)) throw new BadRequestException('since must be at most 100 years (36500d).');
+    from = Math.max(0, now - span);
   }
+  const to = time('to', one(query.to));
+  if (from !== undefined && to !== undefined && from > to) throw new BadRequestException('from must not be after to.');
   const status = one(query.status);
   if (status !== undefined && !/^([1-5]xx|\d{3})$/i.test(status)) throw new BadRequestException('status must be a code (503) or a class (5xx).');
   return {
@@ -36,7 +46,7 @@ export function parseFilter(query: Record<string, unknown>, now = Date.now()): E
     status,
     errorType: one(query.error_type),
     from,
-    to: time('to', one(query.to)),
+    to,
   };
 }
 

@@ -1,4 +1,4 @@
-import type { DuckDBValue } from '@duckdb/node-api';
+import { listValue, type DuckDBValue } from '@duckdb/node-api';
 import type { EventStore } from './event-store.js';
 
 /** The filters every page shares. Times are epoch milliseconds. */
@@ -37,6 +37,18 @@ const CAPPED_PROPERTIES = `CASE WHEN strlen(properties) <= ${MAX_PROPERTIES_BYTE
 /** Bucket widths for charts over time; the narrowest that gives at most `MAX_BUCKETS`. */
 const BUCKETS_MS = [1_000, 10_000, 60_000, 5 * 60_000, 15 * 60_000, 3_600_000, 6 * 3_600_000, 86_400_000];
 const MAX_BUCKETS = 120;
+/**
+ * Rows of a grouped list (endpoints, error types): the largest groups, and how many
+ * more there are (`…_more`), so 30 000 endpoints answer in kilobytes, not megabytes.
+ */
+export const MAX_GROUPS = 200;
+/** Error types drawn over time one by one; the rest are one `(other)` series. */
+const MAX_SERIES = 10;
+/** Properties one journey answer carries in all: past it, older events' properties are left out (and their size said). */
+const JOURNEY_PROPERTIES_BUDGET = 2 * 1024 * 1024;
+/** Longest message of an error in the `recent` list. */
+const MAX_MESSAGE = 2_000;
+const clip = (value: unknown) => (typeof value === 'string' && value.length > MAX_MESSAGE ? `${value.slice(0, MAX_MESSAGE)}…` : (value ?? null));
 
 const iso = (ms: number) => new Date(ms).toISOString();
 const round = (n: number | null) => (n === null || n === undefined ? null : Math.round(n * 100) / 100);
@@ -45,7 +57,8 @@ const round = (n: number | null) => (n === null || n === undefined ? null : Math
 function bucketRange(starts: number[], bucketMs: number): number[] {
   if (starts.length === 0) return [];
   const range: number[] = [];
-  for (let b = starts[0]; b <= starts[starts.length - 1]; b += bucketMs) range.push(b);
+  // Bounded whatever the data: bucketFor keeps the span within MAX_BUCKETS widths.
+  for (let b = starts[0]; b <= starts[starts.length - 1] && range.length <= MAX_BUCKETS; b += bucketMs) range.push(b);
   return range;
 }
 
@@ -148,8 +161,13 @@ export class ExplorerQueries {
     const value = 'request_id' in key ? key.request_id : 'session_id' in key ? key.session_id : key.distinct_id;
     const n = limitOf(limit, MAX_LIMIT);
     const rows = await this.store.query<Record<string, any>>(
-      `SELECT * FROM (SELECT uuid, event, ts_ms, distinct_id, source, ${CAPPED_PROPERTIES}, request_id, session_id, seq FROM events WHERE ${match}
-                       ORDER BY ts_ms DESC, seq DESC LIMIT ${n + 1})
+      // Newest first, each event's properties count against JOURNEY_PROPERTIES_BUDGET; past it they are left out.
+      `SELECT uuid, event, ts_ms, distinct_id, source, request_id, session_id, seq, properties_bytes,
+              CASE WHEN shown AND sum(CASE WHEN shown THEN properties_bytes ELSE 0 END) OVER (ORDER BY ts_ms DESC, seq DESC ROWS UNBOUNDED PRECEDING) <= ${JOURNEY_PROPERTIES_BUDGET}
+                   THEN properties END AS properties
+         FROM (SELECT uuid, event, ts_ms, distinct_id, source, properties, strlen(properties) AS properties_bytes, strlen(properties) <= ${MAX_PROPERTIES_BYTES} AS shown,
+                      request_id, session_id, seq FROM events WHERE ${match}
+                ORDER BY ts_ms DESC, seq DESC LIMIT ${n + 1})
         ORDER BY ts_ms, seq`,
       [value],
     );
@@ -170,20 +188,25 @@ export class ExplorerQueries {
   /** `api_error` grouped by type and by endpoint, counts over time, the latest ones with the newest traceback. */
   async errors(filter: EventFilter) {
     const where = filtered('api_error', filter);
-    const byType = await this.store.query<{ error_type: string; count: number; last_ms: number }>(
-      `SELECT error_type, count(*) AS count, max(ts_ms) AS last_ms FROM events ${where} GROUP BY error_type ORDER BY count DESC, error_type`,
+    // The largest MAX_GROUPS groups, each row carrying the number of groups and of errors in all.
+    const byType = await this.store.query<{ error_type: string; count: number; last_ms: number; groups: number; total: number }>(
+      `SELECT error_type, count(*) AS count, max(ts_ms) AS last_ms, count(*) OVER () AS groups, sum(count(*)) OVER () AS total
+         FROM events ${where} GROUP BY error_type ORDER BY count DESC, error_type LIMIT ${MAX_GROUPS}`,
       where.values,
     );
-    const byEndpoint = await this.store.query<{ method: string; endpoint: string; count: number; error_types: number; last_ms: number }>(
-      `SELECT method, endpoint, count(*) AS count, count(DISTINCT error_type) AS error_types, max(ts_ms) AS last_ms
-         FROM events ${where} GROUP BY method, endpoint ORDER BY count DESC, endpoint, method`,
+    const byEndpoint = await this.store.query<{ method: string; endpoint: string; count: number; error_types: number; last_ms: number; groups: number }>(
+      `SELECT method, endpoint, count(*) AS count, count(DISTINCT error_type) AS error_types, max(ts_ms) AS last_ms, count(*) OVER () AS groups
+         FROM events ${where} GROUP BY method, endpoint ORDER BY count DESC, endpoint, method LIMIT ${MAX_GROUPS}`,
       where.values,
     );
     const bucketMs = await this.bucketFor(where, filter);
+    // The MAX_SERIES most frequent types one by one, the rest as `(other)`: at most MAX_BUCKETS × (MAX_SERIES + 1) rows.
+    const series = byType.slice(0, MAX_SERIES).map((r) => r.error_type);
     const overTime = await this.store.query<Record<string, any>>(
-      `SELECT (ts_ms // ${bucketMs}) * ${bucketMs} AS bucket_ms, error_type, count(*) AS count
+      `SELECT (ts_ms // ${bucketMs}) * ${bucketMs} AS bucket_ms,
+              CASE WHEN list_contains($${where.values.length + 1}::VARCHAR[], error_type) THEN error_type ELSE '(other)' END AS error_type, count(*) AS count
          FROM events ${where} GROUP BY ALL ORDER BY bucket_ms, error_type`,
-      where.values,
+      [...where.values, listValue(series)],
     );
     const latest = await this.store.query<Record<string, any>>(
       `SELECT ts_ms, distinct_id, ${CAPPED_PROPERTIES} FROM events ${where} ORDER BY ts_ms DESC, seq DESC LIMIT 50`,
@@ -193,23 +216,27 @@ export class ExplorerQueries {
       const p = r.properties === null ? {} : JSON.parse(r.properties);
       return {
         timestamp: iso(r.ts_ms),
-        error_type: p.error_type ?? null,
-        exception_type: p.exception_type ?? null,
-        error_message: p.error_message ?? null,
-        method: p.method ?? null,
-        endpoint: p.endpoint ?? null,
+        error_type: clip(p.error_type),
+        exception_type: clip(p.exception_type),
+        error_message: clip(p.error_message),
+        method: clip(p.method),
+        endpoint: clip(p.endpoint),
         status_code: p.status_code ?? null,
-        request_id: p.request_id ?? null,
-        session_id: p.$session_id ?? null,
+        request_id: clip(p.request_id),
+        session_id: clip(p.$session_id),
         distinct_id: r.distinct_id,
         traceback: p.traceback ?? null,
       };
     });
-    const withTime = <R extends { last_ms: number }>(rows: R[]) => rows.map(({ last_ms, ...rest }) => ({ ...rest, last_seen: iso(last_ms) }));
+    const withTime = <R extends { last_ms: number; groups: number; total?: number }>(rows: R[]) =>
+      rows.map(({ last_ms, groups, total, ...rest }) => ({ ...rest, last_seen: iso(last_ms) }));
+    const more = (rows: Array<{ groups: number }>) => Math.max(0, (rows[0]?.groups ?? 0) - rows.length);
     return {
-      total: byType.reduce((sum, r) => sum + r.count, 0),
+      total: byType[0]?.total ?? 0,
       by_type: withTime(byType),
+      by_type_more: more(byType),
       by_endpoint: withTime(byEndpoint),
+      by_endpoint_more: more(byEndpoint),
       bucket_ms: bucketMs,
       buckets: bucketRange(overTime.map((r) => r.bucket_ms), bucketMs).map(iso),
       over_time: overTime.map((r) => ({ bucket: iso(r.bucket_ms), error_type: r.error_type, count: r.count })),
@@ -238,8 +265,8 @@ export class ExplorerQueries {
        s AS (SELECT method, endpoint, count(*) AS slow FROM events
               WHERE event = 'slow_request' AND request_id IN (SELECT request_id FROM events ${where})
               GROUP BY method, endpoint)
-       SELECT r.*, coalesce(s.slow, 0) AS slow_requests FROM r LEFT JOIN s USING (method, endpoint)
-        ORDER BY r.requests DESC, r.endpoint, r.method`,
+       SELECT r.*, coalesce(s.slow, 0) AS slow_requests, count(*) OVER () AS groups FROM r LEFT JOIN s USING (method, endpoint)
+        ORDER BY r.requests DESC, r.endpoint, r.method LIMIT ${MAX_GROUPS}`,
       where.values,
     );
     const bucketMs = await this.bucketFor(where, filter);
@@ -262,6 +289,7 @@ export class ExplorerQueries {
         max_ms: round(r.max),
         slow_requests: r.slow_requests,
       })),
+      endpoints_more: Math.max(0, (endpoints[0]?.groups ?? 0) - endpoints.length),
       bucket_ms: bucketMs,
       // Every bucket from the first to the last, empty ones too, so a chart shows the gaps in time.
       over_time: bucketRange(overTime.map((r) => r.bucket_ms), bucketMs).map((bucket) => {
@@ -289,13 +317,13 @@ export class ExplorerQueries {
 
   /** The narrowest bucket that draws the filtered range in at most MAX_BUCKETS bars. */
   private async bucketFor(where: Where, filter: EventFilter): Promise<number> {
-    let { from, to } = filter;
-    if (from === undefined || to === undefined) {
-      const [range] = await this.store.query<Record<string, any>>(`SELECT min(ts_ms) AS lo, max(ts_ms) AS hi FROM events ${where}`, where.values);
-      from ??= range.lo ?? 0;
-      to ??= range.hi ?? 0;
-    }
-    const span = Math.max(to! - from!, 0);
-    return BUCKETS_MS.find((b) => span / b <= MAX_BUCKETS) ?? BUCKETS_MS[BUCKETS_MS.length - 1];
+    // The range the data selected actually spans (the filter only narrows it): `from=0` does not make year-wide bars.
+    const [range] = await this.store.query<Record<string, any>>(`SELECT min(ts_ms) AS lo, max(ts_ms) AS hi FROM events ${where}`, where.values);
+    const from = Math.max(range.lo ?? 0, filter.from ?? -Infinity);
+    const to = Math.min(range.hi ?? 0, filter.to ?? Infinity);
+    const span = Math.max(to - from, 0);
+    // Past MAX_BUCKETS days, whole days wide enough: never more than MAX_BUCKETS (+1) bars, whatever the span.
+    const day = BUCKETS_MS[BUCKETS_MS.length - 1];
+    return BUCKETS_MS.find((b) => span / b <= MAX_BUCKETS) ?? Math.ceil(span / MAX_BUCKETS / day) * day;
   }
 }

@@ -8,13 +8,21 @@ const require = createRequire(import.meta.url);
 /** `apps/explorer/public`, beside `src` (the build copies it beside `dist/apps/explorer/src`). */
 const publicDir = fileURLToPath(new URL('../public/', import.meta.url));
 
+/** A package's folder in node_modules (its main file sits in `dist/`). */
+const packageDir = (name: string) => dirname(dirname(require.resolve(name)));
+
 /** The files of the page, by name; nothing else on disk is reachable. */
 function assets(): Record<string, { path: string; type: string }> {
   return {
-    'explorer.js': { path: join(publicDir, 'explorer.js'), type: 'text/javascript; charset=utf-8' },
     'explorer.css': { path: join(publicDir, 'explorer.css'), type: 'text/css; charset=utf-8' },
     // Chart.js's UMD build from node_modules: no CDN, no bundler.
     'chart.umd.min.js': { path: join(dirname(require.resolve('chart.js')), 'chart.umd.min.js'), type: 'text/javascript; charset=utf-8' },
+    // Preact, its hooks and htm as the ES modules they ship (an import map in the page names them): no build step.
+    'preact.mjs': { path: join(packageDir('preact'), 'dist', 'preact.module.js'), type: 'text/javascript; charset=utf-8' },
+    'preact-hooks.mjs': { path: join(packageDir('preact'), 'hooks', 'dist', 'hooks.module.js'), type: 'text/javascript; charset=utf-8' },
+    'htm.mjs': { path: join(packageDir('htm'), 'dist', 'htm.module.js'), type: 'text/javascript; charset=utf-8' },
+    'explorer-app.mjs': { path: join(publicDir, 'explorer-app.mjs'), type: 'text/javascript; charset=utf-8' },
+    'waterfall.mjs': { path: join(publicDir, 'waterfall.mjs'), type: 'text/javascript; charset=utf-8' },
   };
 }
 

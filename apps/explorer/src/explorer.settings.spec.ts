@@ -11,6 +11,7 @@ describe('readExplorerSettings', () => {
       maxEvents: 200_000,
       maxBodyBytes: 5 * 1024 * 1024,
       demoUrl: undefined,
+      allowedHosts: [],
     });
   });
 
@@ -23,6 +24,7 @@ describe('readExplorerSettings', () => {
       EXPLORER_MAX_EVENTS: '50',
       EXPLORER_MAX_BODY_BYTES: '2048',
       EXPLORER_DEMO_URL: 'http://127.0.0.1:3000',
+      EXPLORER_ALLOWED_HOSTS: 'Explorer.test, host.docker.internal:8010,',
     });
     expect(settings).toEqual({
       port: 9000,
@@ -32,6 +34,7 @@ describe('readExplorerSettings', () => {
       maxEvents: 50,
       maxBodyBytes: 2048,
       demoUrl: 'http://127.0.0.1:3000',
+      allowedHosts: ['explorer.test', 'host.docker.internal:8010'],
     });
     expect(readExplorerSettings({ EXPLORER_DB: ':memory:' }).dbPath).toBe(':memory:');
   });

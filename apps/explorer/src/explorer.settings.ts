@@ -16,6 +16,13 @@ export interface ExplorerSettings {
   maxBodyBytes: number;
   /** `EXPLORER_DEMO_URL`: the demo API, for the "Generate traffic" button. Unset hides the button. */
   demoUrl?: string;
+  /**
+   * `EXPLORER_ALLOWED_HOSTS`, comma-separated: more `Host` names the page and the JSON API answer
+   * (besides the bound address, `localhost`, `127.0.0.1` and `[::1]` on the explorer's port), e.g.
+   * `explorer.test` or `host.docker.internal:8010`; `*` answers any (no DNS-rebinding guard).
+   * Ingestion answers any Host.
+   */
+  allowedHosts?: string[];
 }
 
 export class ExplorerSettingsError extends Error {}
@@ -51,5 +58,9 @@ export function readExplorerSettings(env: NodeJS.ProcessEnv = process.env): Expl
     maxEvents: number(env, 'EXPLORER_MAX_EVENTS', DEFAULTS.maxEvents, 1),
     maxBodyBytes: number(env, 'EXPLORER_MAX_BODY_BYTES', DEFAULTS.maxBodyBytes, 1024),
     demoUrl: env.EXPLORER_DEMO_URL?.trim() || undefined,
+    allowedHosts: (env.EXPLORER_ALLOWED_HOSTS ?? '')
+      .split(',')
+      .map((host) => host.trim().toLowerCase())
+      .filter((host) => host !== ''),
   };
 }

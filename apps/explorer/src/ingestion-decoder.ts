@@ -75,8 +75,12 @@ function fromBase64(data: string): string {
 function bodyText(raw: RawIngestion): string {
   let compression = typeof raw.query.compression === 'string' ? raw.query.compression : undefined;
   let body = raw.body;
-  if (compression === 'gzip-js' || compression === 'gzip' || (body[0] === GZIP_MAGIC[0] && body[1] === GZIP_MAGIC[1])) {
+  // As PostHog's capture does: gzip is recognised by its magic bytes, whatever the query says
+  // (posthog-js can name gzip-js and still send a form, when it fell back).
+  if (body[0] === GZIP_MAGIC[0] && body[1] === GZIP_MAGIC[1]) {
     body = gunzip(body, raw.maxBytes);
+    compression = undefined;
+  } else if (compression === 'gzip-js' || compression === 'gzip') {
     compression = undefined;
   }
   let content = body.toString('utf8');
@@ -94,8 +98,10 @@ function bodyText(raw: RawIngestion): string {
   return content;
 }
 
-function eventTime(event: Record<string, unknown>, properties: Record<string, unknown>, receivedAt: number): number {
-  const candidates = [event.timestamp, typeof properties.$time === 'number' ? properties.$time * 1000 : undefined];
+function eventTime(event: Record<string, unknown>, properties: Record<string, unknown>, receivedAt: number, sentAt?: number): number {
+  // posthog-js's older batches give an `offset` (ms before it sent them) instead of a timestamp.
+  const offset = typeof event.offset === 'number' && Number.isFinite(event.offset) && event.timestamp === undefined ? (sentAt ?? receivedAt) - event.offset : undefined;
+  const candidates = [event.timestamp, offset, typeof properties.$time === 'number' ? properties.$time * 1000 : undefined];
   for (const candidate of candidates) {
     if (typeof candidate !== 'string' && typeof candidate !== 'number') continue;
     const ms = new Date(candidate).getTime();
@@ -110,16 +116,22 @@ function contentUuid(parts: unknown[]): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
 }
 
-function normalise(item: unknown, receivedAt: number): IngestedEvent | undefined {
+/** A distinct id as PostHog's capture reads it: a string or a number, cut to its first 200 characters. */
+function distinctIdOf(value: unknown): string | undefined {
+  const id = typeof value === 'string' ? value : typeof value === 'number' && Number.isFinite(value) ? String(value) : undefined;
+  return id === undefined || id.trim() === '' ? undefined : [...id].slice(0, MAX_ID).join('');
+}
+
+function normalise(item: unknown, receivedAt: number, sentAt?: number): IngestedEvent | undefined {
   if (!isObject(item)) return undefined;
   const name = text(item.event, MAX_NAME);
   const properties = isObject(item.properties) ? { ...item.properties } : {};
-  const distinctId = text(item.distinct_id, MAX_ID) ?? text(properties.distinct_id, MAX_ID) ?? text(item.$distinct_id, MAX_ID);
+  const distinctId = distinctIdOf(item.distinct_id) ?? distinctIdOf(properties.distinct_id) ?? distinctIdOf(item.$distinct_id);
   if (name === undefined || distinctId === undefined) return undefined;
   // posthog-js puts person updates beside the properties; PostHog reads them from either place.
   for (const key of ['$set', '$set_once'] as const) if (isObject(item[key]) && !(key in properties)) properties[key] = item[key];
   if (Buffer.byteLength(JSON.stringify(properties)) > MAX_EVENT_BYTES) return undefined;
-  const timestampMs = eventTime(item, properties, receivedAt);
+  const timestampMs = eventTime(item, properties, receivedAt, sentAt);
   const uuid = text(item.uuid, 100) ?? contentUuid([name, distinctId, item.timestamp ?? null, properties]);
   return { uuid, event: name, distinct_id: distinctId, timestampMs, properties };
 }
@@ -136,6 +148,10 @@ export function decodeIngestion(raw: RawIngestion): DecodedBody {
   try {
     payload = JSON.parse(content);
   } catch {
+    const named = raw.query.compression;
+    if ((named === 'gzip-js' || named === 'gzip') && !(raw.body[0] === GZIP_MAGIC[0] && raw.body[1] === GZIP_MAGIC[1])) {
+      throw new IngestionError(`The body is not gzip (compression=${named} was named), nor JSON, a form or base64.`);
+    }
     throw new IngestionError('The body is not JSON (after decompression).');
   }
   const items = Array.isArray(payload)
@@ -146,9 +162,12 @@ export function decodeIngestion(raw: RawIngestion): DecodedBody {
         ? [payload]
         : undefined;
   if (!items) throw new IngestionError('Expected an event, an array of events, or { "batch": [...] }.');
+  // When the client sent the batch: posthog-js's `_` (epoch ms) or a batch's `sent_at`.
+  const sentAtRaw = isObject(payload) && typeof payload.sent_at === 'string' ? Date.parse(payload.sent_at) : Number(typeof raw.query._ === 'string' ? raw.query._ : NaN);
+  const sentAt = Number.isFinite(sentAtRaw) && sentAtRaw > 0 ? sentAtRaw : undefined;
   const events: IngestedEvent[] = [];
   for (const item of items) {
-    const event = normalise(item, raw.receivedAt);
+    const event = normalise(item, raw.receivedAt, sentAt);
     if (event) events.push(event);
   }
   return { events, rejected: items.length - events.length };
