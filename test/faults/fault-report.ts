@@ -11,6 +11,8 @@ export interface FaultRow {
   eventsDelivered?: number;
   /** Heap growth in MiB (after a forced GC), where the scenario measures it. */
   heapGrowthMiB?: number;
+  /** Resident set growth in MiB (after a forced GC), where the scenario measures it. */
+  rssGrowthMiB?: number;
   note?: string;
 }
 

@@ -18,7 +18,14 @@ export type CaptureBehaviour =
   | { kind: 'delay'; ms: number }
   | { kind: 'hang' }
   /** 413 for bodies over `maxBytes`, as PostHog does for oversized batches. */
-  | { kind: 'limit'; maxBytes: number };
+  | { kind: 'limit'; maxBytes: number }
+  /**
+   * Reads the request, then sends a 200's status line one byte every `everyMs`, then an endless header the same
+   * way: the socket is never idle, the answer never complete (a proxy or PostHog trickling its answer).
+   */
+  | { kind: 'trickle'; everyMs: number }
+  /** Accepts the connection and the request line, never reads the body, never answers. */
+  | { kind: 'never-read' };
 
 /**
  * A PostHog capture endpoint on 127.0.0.1 for tests and the benchmark: the real
@@ -105,6 +112,14 @@ export class CaptureServer {
   }
 
   private handle(req: IncomingMessage, res: ServerResponse): void {
+    if (this.behaviour.kind === 'never-read') {
+      req.pause();
+      this.requests++;
+      this.hanging.add(res);
+      // Forgotten once the client gives up: the server runs in the process whose memory is measured.
+      res.on('close', () => this.hanging.delete(res));
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -113,6 +128,10 @@ export class CaptureServer {
       const behaviour = this.behaviour;
       if (behaviour.kind === 'hang') {
         this.hanging.add(res);
+        return;
+      }
+      if (behaviour.kind === 'trickle') {
+        this.trickle(req, res, behaviour.everyMs);
         return;
       }
       if (behaviour.kind === 'status') {
@@ -132,6 +151,24 @@ export class CaptureServer {
         return;
       }
       this.accept(req, res, chunks);
+    });
+  }
+
+  /** Writes a 200's status line, then an endless header, one byte every `everyMs`, straight to the socket. */
+  private trickle(req: IncomingMessage, res: ServerResponse, everyMs: number): void {
+    this.hanging.add(res);
+    const socket = req.socket;
+    const bytes = Buffer.from('HTTP/1.1 200 OK\r\nX-Trickle: ');
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (socket.destroyed) return clearInterval(timer);
+      socket.write(sent < bytes.length ? bytes.subarray(sent, sent + 1) : 'a');
+      sent++;
+    }, everyMs);
+    timer.unref();
+    socket.on('close', () => {
+      clearInterval(timer);
+      this.hanging.delete(res);
     });
   }
 

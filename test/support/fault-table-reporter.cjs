@@ -14,7 +14,7 @@ class FaultTableReporter {
     let rows = [];
     for (const file of readdirSync(dir).sort()) rows = rows.concat(JSON.parse(readFileSync(resolve(dir, file), 'utf8')));
     if (rows.length === 0) return;
-    const header = ['fault', 'requests sent', 'answered wrongly', 'events expected', 'events delivered', 'heap growth'];
+    const header = ['fault', 'requests sent', 'answered wrongly', 'events expected', 'events delivered', 'heap growth', 'RSS growth'];
     const cells = rows.map((r) => [
       r.fault,
       String(r.requestsSent),
@@ -22,6 +22,7 @@ class FaultTableReporter {
       r.eventsExpected === undefined ? '—' : String(r.eventsExpected),
       r.eventsDelivered === undefined ? '—' : String(r.eventsDelivered),
       r.heapGrowthMiB === undefined ? '—' : `${r.heapGrowthMiB.toFixed(1)} MiB`,
+      r.rssGrowthMiB === undefined ? '—' : `${r.rssGrowthMiB.toFixed(1)} MiB`,
     ]);
     const line = (values) => `| ${values.join(' | ')} |`;
     const out = [line(header), line(header.map(() => '---')), ...cells.map(line)];

@@ -1,4 +1,5 @@
 import { MAX_STRING_LENGTH, safeString, toBoundedJson, truncate } from './bounded.js';
+import { redactSecrets } from './redact.js';
 
 const NOTE = /… \[truncated (\d+) chars\]$/;
 
@@ -299,5 +300,25 @@ describe('toBoundedJson', () => {
     for (let i = 0; i < 4; i++) level = Array(10).fill(level);
     const json = JSON.stringify(toBoundedJson(level));
     expect(json.length).toBeLessThan(1_000_000);
+  });
+});
+
+describe('toBoundedJson with redaction (issue 13)', () => {
+  const secret = `ghp_${'A1b2C3d4E5'.repeat(4)}`;
+
+  it('sends bytes as their text, redacted, never as numbers', () => {
+    const out = toBoundedJson({ payload: Buffer.from(`token ${secret}`), view: new Uint8Array(Buffer.from(secret)) }, redactSecrets) as Record<string, unknown>;
+    expect(out.payload).toBe('token [REDACTED]');
+    expect(out.view).toBe('[REDACTED]');
+    expect(JSON.stringify(out)).not.toContain(String(secret.charCodeAt(0)));
+  });
+
+  it('sends bytes that are no UTF-8 as their size only', () => {
+    expect(toBoundedJson({ raw: Buffer.from([0xff, 0xfe, 0x00, 0x80]) }, redactSecrets)).toEqual({ raw: '[4 bytes]' });
+  });
+
+  it('redacts key names', () => {
+    const out = toBoundedJson({ [`upstream said ${secret}`]: 1 }, redactSecrets) as Record<string, unknown>;
+    expect(Object.keys(out)).toEqual(['upstream said [REDACTED]']);
   });
 });

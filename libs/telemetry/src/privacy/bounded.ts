@@ -81,6 +81,17 @@ function boundedString(text: string, budget: Budget): string {
   return kept;
 }
 
+/** The UTF-8 text of bytes (at most twice the string limit), or a note of their size when they are no text. */
+function bytesAsText(bytes: ArrayBufferView | ArrayBuffer): string {
+  const view = bytes instanceof ArrayBuffer ? new Uint8Array(bytes) : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const head = view.subarray(0, MAX_STRING_LENGTH * 2);
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(head, { stream: true });
+  } catch {
+    return `[${view.byteLength} bytes]`;
+  }
+}
+
 function bounded(value: unknown, depth: number, seen: WeakSet<object>, budget: Budget): unknown {
   if (--budget.nodes < 0) return undefined;
   switch (typeof value) {
@@ -106,6 +117,8 @@ function bounded(value: unknown, depth: number, seen: WeakSet<object>, budget: B
   try {
     if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? null : obj.toISOString();
     if (obj instanceof Error) return boundedString(safeString(`${obj.name}: ${obj.message}`), budget);
+    // Bytes (Buffer, typed arrays): their text, redacted like any string, not their bytes one by one as numbers.
+    if (ArrayBuffer.isView(obj) || obj instanceof ArrayBuffer) return boundedString(bytesAsText(obj), budget);
     seen.add(obj);
     if (Array.isArray(obj)) {
       const out = obj.slice(0, MAX_ITEMS).map((item) => bounded(item, depth + 1, seen, budget) ?? null);
@@ -127,7 +140,7 @@ function bounded(value: unknown, depth: number, seen: WeakSet<object>, budget: B
         item = '[unreadable]';
       }
       const kept = isSensitiveKey(key) ? REDACTED : bounded(item, depth + 1, seen, budget);
-      if (kept !== undefined) out[boundedString(key, { nodes: 0, chars: Math.min(200, budget.chars) })] = kept;
+      if (kept !== undefined) out[boundedString(key, { nodes: 0, chars: Math.min(200, budget.chars), redact: budget.redact })] = kept;
       budget.chars -= Math.min(key.length, 200);
     }
     return out;

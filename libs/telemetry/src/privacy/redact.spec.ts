@@ -1,5 +1,7 @@
 import fc from 'fast-check';
-import { composeRedactor, isSensitiveKey, REDACTED, redactEmails, redactSecrets } from './redact.js';
+import { SECRET_SHAPES } from '../../../../test/support/secret-shapes.js';
+import { GITLEAKS_RULES } from './gitleaks-rules.generated.js';
+import { composeRedactor, entropy, isSensitiveKey, MAX_REDACTED_INPUT, REDACTED, redactEmails, redactSecrets } from './redact.js';
 
 /** Fixed seed: a failure names its counterexample, and the next run finds the same one. */
 const SEED = 20_240_917;
@@ -231,6 +233,83 @@ describe('redactSecrets', () => {
         { seed: SEED, numRuns: RUNS },
       );
     });
+  });
+});
+
+describe('redactSecrets: the shapes of issue 13', () => {
+  it('has at least 60 shapes', () => expect(SECRET_SHAPES.length).toBeGreaterThanOrEqual(60));
+
+  it.each(SECRET_SHAPES.map((s) => [s.name, s] as const))('removes %s', (_name, shape) => {
+    const out = redactSecrets(`before ${shape.text} after`);
+    expect(out).not.toContain(shape.secret);
+    for (const line of shape.secret.split(/\n|\\n/)) if (line.length >= 12) expect(out).not.toContain(line);
+    expect(out).toMatch(/\[REDACTED\]|\[query removed\]/);
+    expect(out.startsWith('before ')).toBe(true);
+  });
+
+  it('removes all of them at once, in any order, and is idempotent', () => {
+    fc.assert(
+      fc.property(fc.shuffledSubarray(SECRET_SHAPES, { minLength: 1, maxLength: 12 }), (shapes) => {
+        const out = redactSecrets(shapes.map((s) => s.text).join(' | '));
+        for (const shape of shapes) expect(out).not.toContain(shape.secret);
+        expect(redactSecrets(out)).toBe(out);
+      }),
+      { seed: SEED, numRuns: 100 },
+    );
+  });
+
+  it('redacts a short Bearer token whole, after Authorization:', () => {
+    expect(redactSecrets('Authorization: Bearer abc123def456')).toBe('Authorization: [REDACTED] [REDACTED]');
+  });
+
+  it.each([
+    'Token validation failed',
+    'Basic authentication required',
+    'Bearer token missing',
+    'Order 019a3b6b-634f-72e5-a430-d105b888fb87 not found',
+    'x-request-id: 019a3b6b-634f-72e5-a430-d105b888fb87',
+    'error code E_TIMEOUT_12 (ECONNRESET)',
+    'code: ERR_INVALID_ARG_TYPE',
+    'Cache key: users:list:page-2',
+    'session: expired',
+    'authorization: denied by policy',
+    'password must be at least 8 characters',
+    'token_count=1234',
+    'timestamp 1732946400000',
+    'commit 3f786850e387550fdab836ed7e6dc881de23001b',
+    'https://registry.npmjs.org/@nestjs/core/-/core-12.5.1.tgz',
+    'https://api.example.com:8443/v1/items',
+    '    at Object.<anonymous> (/home/runner/work/app/node_modules/.pnpm/@nestjs+core@12.5.1_@nestjs+common@12.5.1/node_modules/@nestjs/core/router.js:1:1)',
+    'at AbstractVeryLongControllerNameForTesting2.handleRequestWithRetries3 (/app/dist/x.js:1:1)',
+  ])('does not over-redact: %s', (text) => expect(redactSecrets(text)).toBe(text));
+
+  it('reads at most MAX_REDACTED_INPUT characters, whatever the length (no pattern sees more)', () => {
+    const out = redactSecrets('http://'.repeat(100_000));
+    expect(out.length).toBeLessThan(MAX_REDACTED_INPUT + 100);
+    expect(out).toMatch(/… \[\d+ chars not read\]$/);
+    expect(redactSecrets('a'.repeat(MAX_REDACTED_INPUT))).toBe('a'.repeat(MAX_REDACTED_INPUT));
+  });
+
+  it('does not keep half a secret where it cuts', () => {
+    const secret = `ghp_${'A1b2C3d4E5'.repeat(4)}`;
+    const text = `${'word '.repeat(Math.floor((MAX_REDACTED_INPUT - 20) / 5))}${secret} tail`;
+    expect(redactSecrets(text)).not.toContain(secret.slice(0, 12));
+  });
+
+  it("compiles every one of gitleaks' rules, each with every repetition bounded", () => {
+    expect(GITLEAKS_RULES.length).toBeGreaterThanOrEqual(200);
+    for (const rule of GITLEAKS_RULES) {
+      expect(() => new RegExp(rule.source, rule.flags + 'd')).not.toThrow();
+      // No unbounded quantifier outside a character class: `+`, `*` and `{n,}` were all given an upper bound.
+      const outsideClasses = rule.source.replace(/\\./g, '').replace(/\[[^\]]*\]/g, '');
+      expect(outsideClasses).not.toMatch(/[+*]|\{\d+,\}/);
+    }
+  });
+
+  it('measures entropy in bits per character', () => {
+    expect(entropy('')).toBe(0);
+    expect(entropy('aaaa')).toBe(0);
+    expect(entropy('abcd')).toBe(2);
   });
 });
 

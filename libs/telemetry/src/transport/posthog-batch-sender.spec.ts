@@ -15,8 +15,8 @@ interface ReceivedRequest {
   body: { api_key: string; batch: TelemetryEvent[]; sent_at: string };
 }
 
-/** What the fake PostHog does with a request: answer with a status, or never answer. */
-type Answer = number | 'hang';
+/** What the fake PostHog does with a request: answer with a status, never answer, or trickle a 200 a byte at a time, for ever. */
+type Answer = number | 'hang' | 'trickle';
 
 /** A fake PostHog `/batch/` endpoint on 127.0.0.1. */
 class FakePostHog {
@@ -37,6 +37,20 @@ class FakePostHog {
         const received: ReceivedRequest = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: JSON.parse(text) };
         const index = this.requests.push(received) - 1;
         const answer = this.answer(received, index);
+        if (answer === 'trickle') {
+          // The status line, then an endless header, one byte every 20 ms: the socket is never idle, the answer never complete.
+          const bytes = Buffer.from('HTTP/1.1 200 OK\r\nX-Trickle: ');
+          let sent = 0;
+          const timer = setInterval(() => {
+            if (req.socket.destroyed) return clearInterval(timer);
+            req.socket.write(sent < bytes.length ? bytes.subarray(sent, sent + 1) : 'a');
+            sent++;
+          }, 20);
+          req.socket.on('close', () => clearInterval(timer));
+          this.hanging.add(res);
+          res.on('close', () => this.hanging.delete(res));
+          return;
+        }
         if (answer === 'hang') {
           this.hanging.add(res);
           res.on('close', () => this.hanging.delete(res));
@@ -61,6 +75,10 @@ class FakePostHog {
   /** Answers every hanging request with `status`. */
   release(status = 200): void {
     for (const res of this.hanging) {
+      if (res.socket && res.socket.bytesWritten > 0 && !res.headersSent) {
+        res.destroy(); // a trickling answer: its raw bytes are already out
+        continue;
+      }
       res.writeHead(status);
       res.end();
     }
@@ -114,6 +132,7 @@ function sender(overrides: Partial<BatchSenderOptions> = {}): PostHogBatchSender
     flushAt: 1,
     flushIntervalMs: 10,
     maxQueueSize: 100,
+    maxQueueBytes: 8 * 2 ** 20,
     maxBatchSize: 100,
     requestTimeoutMs: 5000,
     retryCount: 3,
@@ -325,5 +344,108 @@ describe('PostHogBatchSender', () => {
     await s.flush();
     await sleep(50);
     expect(server.requests).toHaveLength(1);
+  });
+
+  it('gives each delivery an overall deadline: a trickling answer is cut off, its socket destroyed, and delivery resumes', async () => {
+    server.answer = (_request, index) => (index < 2 ? 'trickle' : 200);
+    // The idle timeout alone never fires: a byte arrives every 20 ms.
+    const s = sender({ requestTimeoutMs: 300, retryCount: 5, retryDelayMs: 10 });
+    s.enqueue(event(1));
+    await waitFor(() => server.requests.length === 3, 5000);
+    expect(server.uuids([2])).toEqual(['e1']);
+    // The trickling exchanges were ended from the sender's side.
+    await waitFor(() => server.hanging.size === 0, 2000);
+    s.enqueue(event(2));
+    await waitFor(() => server.requests.length === 4);
+    expect(server.uuids([3])).toEqual(['e2']);
+  });
+
+  it('a 413 to every batch: splitting stops at single events, far fewer than 2n-1 POSTs, one warning with the right reason', async () => {
+    server.answer = () => 413;
+    const n = 64;
+    const s = sender({ flushAt: n, flushIntervalMs: 60_000, maxBatchSize: n });
+    for (let i = 0; i < n; i++) s.enqueue(event(i));
+    await waitFor(() => s.drops.totals.get('too-large') === n, 5000);
+    // 64 → 32 → … → 1 is 7 POSTs; then a single is only tried when its body is smaller than every refused one.
+    expect(server.requests.length).toBeLessThan(2 * Math.log2(n) + 10);
+    await sleep(20);
+    const lines = warn.mock.calls.map(([m]: unknown[]) => String(m));
+    expect(lines.filter((m: string) => /Dropped/.test(m))).toEqual([expect.stringMatching(/^Dropped \d+ telemetry event\(s\): PostHog answered 413 \(Content Too Large\) to a single event/)]);
+    expect(lines.some((m: string) => /API key/.test(m))).toBe(false);
+
+    // Another such batch within the minute: no POST for bodies as large as refused ones, no new line.
+    const before = server.requests.length;
+    for (let i = 0; i < n; i++) s.enqueue(event(1000 + i));
+    await waitFor(() => s.drops.totals.get('too-large') === 2 * n, 5000);
+    expect(server.requests.length - before).toBeLessThan(10);
+    expect(warn.mock.calls.filter(([m]: unknown[]) => /Dropped/.test(String(m)))).toHaveLength(1);
+  });
+
+  it('a refusal (400) of every batch logs one line per minute, not one per batch', async () => {
+    server.answer = () => 400;
+    const s = sender({ retryDelayMs: 10 });
+    for (let i = 0; i < 5; i++) {
+      s.enqueue(event(i));
+      await waitFor(() => server.requests.length === i + 1);
+    }
+    await sleep(20);
+    const lines = warn.mock.calls.map(([m]: unknown[]) => String(m));
+    expect(lines).toEqual([expect.stringMatching(/^Dropped \d+ telemetry event\(s\): PostHog refused them with 400/)]);
+    expect(s.drops.totals.get('refused-400')).toBe(5);
+  });
+
+  it('bounds the queue in bytes: the oldest go, the bytes held never exceed maxQueueBytes', async () => {
+    server.answer = () => 'hang';
+    const one = JSON.stringify(event(10)).length;
+    const s = sender({ maxQueueSize: 1000, maxQueueBytes: 20 * one, flushAt: 1000, flushIntervalMs: 60_000 });
+    for (let i = 10; i < 100; i++) s.enqueue(event(i));
+    expect(s.queuedBytes).toBeLessThanOrEqual(20 * one);
+    expect(s.budget.peakBytes).toBeLessThanOrEqual(20 * one);
+    expect(s.pending).toBe(20);
+    expect(s.drops.totals.get('queue-full')).toBe(70);
+    server.answer = () => 200;
+    await s.flush();
+    expect(server.uuids()).toEqual(Array.from({ length: 20 }, (_, i) => `e${80 + i}`));
+  });
+
+  it('drops an event larger than the whole byte budget, and keeps the rest', async () => {
+    const s = sender({ maxQueueBytes: 2000, flushAt: 100, flushIntervalMs: 60_000 });
+    s.enqueue({ ...event(1), properties: { big: 'x'.repeat(5000) } });
+    s.enqueue(event(2));
+    await s.flush();
+    expect(server.uuids()).toEqual(['e2']);
+    expect(s.drops.totals.get('over-budget')).toBe(1);
+  });
+
+  it('shares the byte budget with another queue: the one holding the most gives up its oldest', async () => {
+    server.answer = () => 'hang';
+    const one = JSON.stringify(event(10)).length;
+    const { QueueBudget } = await import('./queue-budget.js');
+    const budget = new QueueBudget(10 * one);
+    const other = { queuedBytes: 8 * one, evictOldest: () => ((other.queuedBytes -= one), one) };
+    budget.join(other);
+    const s = sender({ budget, maxQueueSize: 1000, flushAt: 1000, flushIntervalMs: 60_000 });
+    for (let i = 10; i < 20; i++) s.enqueue(event(i));
+    expect(budget.usedBytes).toBeLessThanOrEqual(10 * one);
+    expect(budget.peakBytes).toBeLessThanOrEqual(10 * one);
+    // Each side ends with about half (ties go either way).
+    expect(other.queuedBytes).toBeGreaterThanOrEqual(4 * one);
+    expect(other.queuedBytes).toBeLessThanOrEqual(5 * one);
+    expect(s.pending).toBeGreaterThanOrEqual(5);
+    expect(s.pending).toBeLessThanOrEqual(6);
+  });
+
+  it('shutdown wakes a batch sleeping in its retry backoff and tries at once', async () => {
+    let down = true;
+    server.answer = () => (down ? 503 : 200);
+    const s = sender({ retryCount: 1, retryDelayMs: 20_000, flushAt: 1000, flushIntervalMs: 10, maxBatchSize: 1000, maxQueueSize: 20_000 });
+    for (let i = 0; i < 3000; i++) s.enqueue(event(i));
+    await waitFor(() => server.requests.length === 1);
+    await sleep(50); // now asleep for 20 s
+    down = false;
+    // Far less than the backoff: only a woken sender delivers within it.
+    await s.shutdown(3000);
+    expect(new Set(server.uuids(server.requests.map((_, i) => i).slice(1))).size).toBe(3000);
+    expect(warn.mock.calls.filter(([m]: unknown[]) => /Shutdown timed out/.test(String(m)))).toHaveLength(0);
   });
 });
