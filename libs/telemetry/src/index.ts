@@ -17,3 +17,5 @@ export { isValidRequestId } from './request/request-id.js';
 export { UNMATCHED_ROUTE } from './http/route-template.js';
 export { redactEmails, redactSecrets, REDACTED, type RedactOption } from './privacy/redact.js';
 export type { TelemetryEvent } from './events/telemetry-events.js';
+export { telemetryLogFields, currentTraceparent, type TelemetryLogFields } from './trace/log-fields.js';
+export { RPC_DISTINCT_ID, RPC_REQUEST_ID, RPC_SESSION_ID, RPC_TRACEPARENT } from './rpc/rpc-correlation.js';

@@ -276,3 +276,16 @@ describe('defaultResolveUser', () => {
     expect(user.email).toHaveLength(200);
   });
 });
+
+describe('sending off and the byte budget', () => {
+  it('posthogOptions.disabled: true turns everything off, as enabled: false does', () => {
+    expect(resolveTelemetryOptions({ apiKey: 'phc_abc', posthogOptions: { disabled: true } }, {}).mode).toBe('off');
+    expect(resolveTelemetryOptions({ posthogOptions: { disabled: true } }, {}).mode).toBe('off');
+    expect(resolveTelemetryOptions({ apiKey: 'phc_abc', posthogOptions: { disabled: false } }, {}).mode).toBe('posthog');
+  });
+
+  it('maxQueueBytes: 8 MiB by default, shared by both queues', () => {
+    expect(resolveTelemetryOptions({}, {}).sender.maxQueueBytes).toBe(8 * 2 ** 20);
+    expect(resolveTelemetryOptions({ maxQueueBytes: 1_000_000 }, {}).sender.maxQueueBytes).toBe(1_000_000);
+  });
+});

@@ -77,6 +77,39 @@ export interface TelemetryModuleOptions {
    * @default true
    */
   captureJobErrors?: boolean;
+  /**
+   * GraphQL (`@nestjs/graphql` with Apollo or Mercurius): one `api_request` per operation, `endpoint`
+   * `graphql:<query|mutation|subscription> <OperationName>` (an anonymous one named by its first field), instead of
+   * one for the HTTP request carrying them; resolver errors reported once. README, "GraphQL".
+   * @default true
+   */
+  captureGraphql?: boolean;
+  /**
+   * Microservices (`@nestjs/microservices`): one `api_request` per message or event a `@MessagePattern` or
+   * `@EventPattern` handler takes (`endpoint` `rpc:<pattern>`, `method` `RPC` or `EVENT`), its error reported once,
+   * the caller's `request_id` continued from the message. The answer the caller gets is never changed.
+   * @default true
+   */
+  captureMicroservices?: boolean;
+  /**
+   * Clients (`ClientProxy.send`/`emit`) called during an operation send its `request_id` (and session and distinct
+   * id) along: NATS headers, or the packet's `metadata` over TCP and Redis; never over a key the app set.
+   * @default true
+   */
+  propagateToMicroservices?: boolean;
+  /**
+   * WebSocket gateways (`@nestjs/websockets`, socket.io or `ws`): one `api_request` per `@SubscribeMessage` handler
+   * call, `endpoint` `ws:<event>`, `method` `WS`; its errors reported once (`api_error`, `$exception`, Sentry), the
+   * gateway's answers unchanged. README, "WebSockets".
+   * @default true
+   */
+  captureWebSockets?: boolean;
+  /**
+   * Also record socket.io's own HTTP requests (long-polling, and the first request of an upgrade), recognised by
+   * engine.io's `EIO` and `transport` query parameters whatever socket.io's `path` is: several per idle client and minute.
+   * @default false
+   */
+  captureSocketIoPolling?: boolean;
   /** Errors not to report (no `api_error`, no `$exception`): classes, names, or patterns tested on the message. */
   ignoreErrors?: IgnoreErrorRule[];
   /** More redaction, after the built-in one, of messages, tracebacks and `capture()` strings: patterns (matches become `[REDACTED]`) or a function. */
@@ -86,9 +119,32 @@ export interface TelemetryModuleOptions {
   /**
    * Passed to the posthog-node client (`POSTHOG_CLIENT`). `flushAt`, `flushInterval`,
    * `maxQueueSize`, `requestTimeout`, `fetchRetryCount`, `fetchRetryDelay` and
-   * `disableCompression` also govern the module's own event sender.
+   * `disableCompression` also govern the module's own event sender. `disabled: true` turns the whole module's
+   * sending off, as `enabled: false` does.
    */
   posthogOptions?: Partial<PostHogOptions>;
+  /**
+   * Most bytes (serialised JSON) of events waiting to be sent, the module's queue and posthog-node's together:
+   * during an outage the oldest events go past it (or past `posthogOptions.maxQueueSize` events), so memory
+   * stays bounded whatever PostHog does, `$exception`s with their stack frames included.
+   * @default 8388608 (8 MiB)
+   */
+  maxQueueBytes?: number;
+  /**
+   * Outgoing HTTP calls made while handling an operation (`fetch`/undici, `node:http`/`https`, so axios and
+   * `@nestjs/axios`) carry its correlation id (in `requestIdHeader`) and a W3C `traceparent` (its trace id,
+   * its span as parent): the next service, running the module, continues the same journey and trace. A header
+   * the app set itself is never replaced; the module's own calls to PostHog and Sentry never carry them. `false`: none.
+   * @default true
+   */
+  propagate?: boolean;
+  /**
+   * The hosts outgoing calls carry the ids to: host names (`api.internal`), `*.example.com` (the domain and its
+   * subdomains), `host:port`, URL prefixes (`https://api.example.com/v2/`), regular expressions tested on the
+   * whole URL, or a function of the URL (`true`: carry them). Keeps ids and trace headers from third parties.
+   * @default every host
+   */
+  propagateTo?: Array<string | RegExp> | ((url: string) => boolean);
 }
 
 /**
@@ -121,6 +177,8 @@ export interface SenderSettings {
   flushIntervalMs: number;
   /** Most events kept waiting; past it the oldest are dropped. */
   maxQueueSize: number;
+  /** Most bytes of JSON waiting, shared with posthog-node's queue (`maxQueueBytes`). */
+  maxQueueBytes: number;
   /** Most events in one request. */
   maxBatchSize: number;
   requestTimeoutMs: number;
@@ -153,6 +211,11 @@ export interface ResolvedTelemetryOptions {
   redactEmails: boolean;
   captureProcessErrors: boolean;
   captureJobErrors: boolean;
+  captureGraphql: boolean;
+  captureMicroservices: boolean;
+  propagateToMicroservices: boolean;
+  captureWebSockets: boolean;
+  captureSocketIoPolling: boolean;
   sentry: false | { dsn?: string; init: Record<string, unknown> };
   /** Lowest status sent to PostHog Error Tracking and Sentry; `undefined`: not at all. */
   captureExceptionsMinStatus?: number;
@@ -160,6 +223,9 @@ export interface ResolvedTelemetryOptions {
   redact?: RedactOption;
   beforeSend?: (event: TelemetryEvent) => TelemetryEvent | null | undefined;
   posthogOptions: Partial<PostHogOptions>;
+  propagate: boolean;
+  /** `undefined`: every host. */
+  propagateTo?: Array<string | RegExp> | ((url: string) => boolean);
 }
 
 const MAX_USER_FIELD = 200;
@@ -199,12 +265,16 @@ const SENDER_DEFAULTS = {
   fetchRetryDelay: 1000,
 };
 
-function senderSettings(posthogOptions: Partial<PostHogOptions>): SenderSettings {
+/** Default `maxQueueBytes`. */
+export const DEFAULT_MAX_QUEUE_BYTES = 8 * 2 ** 20;
+
+function senderSettings(posthogOptions: Partial<PostHogOptions>, maxQueueBytes: number): SenderSettings {
   const p = { ...SENDER_DEFAULTS, ...posthogOptions };
   return {
     flushAt: Math.max(1, p.flushAt),
     flushIntervalMs: p.flushInterval,
     maxQueueSize: Math.max(1, p.maxQueueSize),
+    maxQueueBytes: Math.max(1, maxQueueBytes),
     maxBatchSize: Math.max(p.flushAt, 1000),
     requestTimeoutMs: p.requestTimeout,
     retryCount: p.fetchRetryCount,
@@ -226,8 +296,8 @@ export function resolveTelemetryOptions(
   const enabled = options.enabled ?? true;
   const posthogOptions = { ...(options.posthogOptions ?? {}) };
   return {
-    mode: !enabled ? 'off' : apiKey === undefined ? 'local' : 'posthog',
-    sender: senderSettings(posthogOptions),
+    mode: !enabled || posthogOptions.disabled === true ? 'off' : apiKey === undefined ? 'local' : 'posthog',
+    sender: senderSettings(posthogOptions, positiveNumber('maxQueueBytes', options.maxQueueBytes, DEFAULT_MAX_QUEUE_BYTES)),
     apiKey,
     host: (blankToUndefined(options.host ?? env.POSTHOG_HOST) ?? DEFAULT_HOST).replace(/\/+$/, ''),
     environment:
@@ -250,6 +320,11 @@ export function resolveTelemetryOptions(
     redactEmails: options.redactEmails ?? false,
     captureProcessErrors: options.captureProcessErrors ?? false,
     captureJobErrors: options.captureJobErrors ?? true,
+    captureGraphql: options.captureGraphql ?? true,
+    captureMicroservices: options.captureMicroservices ?? true,
+    propagateToMicroservices: options.propagateToMicroservices ?? true,
+    captureWebSockets: options.captureWebSockets ?? true,
+    captureSocketIoPolling: options.captureSocketIoPolling ?? false,
     captureExceptionsMinStatus:
       options.captureExceptions === false ? undefined : typeof options.captureExceptions === 'object' ? (options.captureExceptions.minStatus ?? 500) : 500,
     ignoreErrors: [...(options.ignoreErrors ?? [])],
@@ -260,6 +335,8 @@ export function resolveTelemetryOptions(
     redact: options.redact,
     beforeSend: options.beforeSend,
     posthogOptions,
+    propagate: options.propagate ?? true,
+    propagateTo: Array.isArray(options.propagateTo) ? [...options.propagateTo] : options.propagateTo,
   };
 }
 

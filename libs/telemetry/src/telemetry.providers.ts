@@ -1,15 +1,20 @@
 import type { Provider } from '@nestjs/common';
+import type { PostHog } from 'posthog-node';
 import { APP_GUARD } from '@nestjs/core';
 import { ErrorReporter } from './errors/error-reporter.js';
 import { Identities } from './events/identities.js';
 import { OperationRecorder } from './events/operation-recorder.js';
 import { Operations } from './request/operations.js';
+import { OutboundPropagation } from './outbound/outbound-propagation.js';
 import { RequestEntry } from './http/request-entry.js';
 import { TelemetryGuard } from './http/telemetry.guard.js';
 import { JobErrorsExplorer } from './jobs/job-errors.explorer.js';
+import { GraphqlTelemetry } from './graphql/graphql-telemetry.js';
+import { RPC_ENTRY_PROVIDER } from './rpc/rpc-entry.js';
+import { WS_PACKAGE_PROVIDER, WsTelemetry } from './ws/ws-telemetry.js';
 import { ErrorTrackingOutlet } from './outlets/error-tracking.outlet.js';
 import { EventsOutlet } from './outlets/events.outlet.js';
-import { createPostHogClient } from './outlets/posthog-client.js';
+import { createPostHogClient, SharedPostHog } from './outlets/posthog-client.js';
 import { connectSentry, untracedBy, type SentryApi } from './outlets/sentry-bridge.js';
 import { SentryOutlet } from './outlets/sentry.outlet.js';
 import { composeRedactor } from './privacy/redact.js';
@@ -23,9 +28,11 @@ import { LocalLogSink } from './transport/local-log.sink.js';
 import { PostHogBatchSender } from './transport/posthog-batch-sender.js';
 
 /** The one sender of the module's own events: PostHog batches, or the log in local mode. */
-function createEventSink(options: ResolvedTelemetryOptions, sentry: SentryApi | undefined): EventSink {
+function createEventSink(options: ResolvedTelemetryOptions, sentry: SentryApi | undefined, posthog: PostHog): EventSink {
   if (options.mode !== 'posthog') return new LocalLogSink();
-  const sender = new PostHogBatchSender({ host: options.host, apiKey: options.apiKey!, ...options.sender });
+  // Its queue and posthog-node's share one byte budget (`maxQueueBytes`).
+  const budget = posthog instanceof SharedPostHog ? posthog.queueBudget : undefined;
+  const sender = new PostHogBatchSender({ host: options.host, apiKey: options.apiKey!, ...options.sender, budget });
   // Its deliveries never join the app's Sentry traces.
   const untraced = untracedBy(sentry);
   if (untraced) sender.untraced = untraced;
@@ -46,9 +53,18 @@ export const TELEMETRY_PROVIDERS: Provider[] = [
     useFactory: (options: ResolvedTelemetryOptions, failures: TelemetryFailures) =>
       composeRedactor(options.redact, (error) => failures.report('redact', error), options.redactEmails),
   },
-  { provide: SENTRY, inject: [TELEMETRY_OPTIONS], useFactory: connectSentry },
+  // A plain object, not `@sentry/node`'s module namespace (no prototype, no `constructor`): libraries that scan
+  // every provider, such as @nestjs/graphql's scalar explorer (`Reflect.getMetadata(key, instance.constructor)`), throw on one.
+  {
+    provide: SENTRY,
+    inject: [TELEMETRY_OPTIONS],
+    useFactory: async (options: ResolvedTelemetryOptions) => {
+      const sentry = await connectSentry(options);
+      return sentry && ({ ...sentry } as SentryApi);
+    },
+  },
   { provide: POSTHOG_CLIENT, inject: [TELEMETRY_OPTIONS, REDACTOR, SENTRY], useFactory: createPostHogClient },
-  { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS, SENTRY], useFactory: createEventSink },
+  { provide: EVENT_SINK, inject: [TELEMETRY_OPTIONS, SENTRY, POSTHOG_CLIENT], useFactory: createEventSink },
   EventsOutlet,
   ErrorTrackingOutlet,
   SentryOutlet,
@@ -59,5 +75,10 @@ export const TELEMETRY_PROVIDERS: Provider[] = [
   TelemetryService,
   RequestEntry,
   JobErrorsExplorer,
+  GraphqlTelemetry,
+  RPC_ENTRY_PROVIDER,
+  WS_PACKAGE_PROVIDER,
+  WsTelemetry,
+  OutboundPropagation,
   { provide: APP_GUARD, useClass: TelemetryGuard },
 ];

@@ -66,7 +66,25 @@ function statusOf(error: unknown): number | undefined {
   const own = httpStatusOf(error);
   if (own !== undefined) return own;
   const status = field(error, 'status') ?? field(error, 'statusCode');
-  return typeof status === 'number' ? status : undefined;
+  if (typeof status === 'number') return status;
+  // A GraphQL error's (Apollo's `extensions.http.status`: 400 for a document it refuses).
+  const graphql = field(field(field(error, 'extensions'), 'http'), 'status');
+  if (typeof graphql === 'number') return graphql;
+  return isGraphqlDocumentError(error) ? 400 : undefined;
+}
+
+/**
+ * A graphql-js error about the document itself (a syntax or validation error, a variable of the wrong type):
+ * it points at the document (`locations`), at no field (`path`), and wraps no thrown error.
+ */
+export function isGraphqlDocumentError(error: unknown): boolean {
+  try {
+    if (Object.prototype.toString.call(error) !== '[object GraphQLError]') return false;
+  } catch {
+    return false;
+  }
+  const locations = field(error, 'locations');
+  return Array.isArray(locations) && locations.length > 0 && field(error, 'path') === undefined && field(error, 'originalError') == null;
 }
 
 /** The strings a provider may put its error code in (`code`, `type`, `error.code`, `finish_reason`). */

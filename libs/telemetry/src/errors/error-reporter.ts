@@ -80,6 +80,9 @@ export class ErrorReporter {
         environment: identity.environment,
       };
       if (identity.sessionId !== undefined) correlation.$session_id = identity.sessionId;
+      if (identity.traceId !== undefined) correlation.trace_id = identity.traceId;
+      if (identity.spanId !== undefined) correlation.span_id = identity.spanId;
+      if (identity.parentSpanId !== undefined) correlation.parent_span_id = identity.parentSpanId;
       if (identity.personless) correlation.$process_person_profile = false;
       exceptionUuid = this.errorTracking.send(error, identity.distinctId, correlation);
       sentryEventId = this.sentry.send(error, {
@@ -88,6 +91,7 @@ export class ErrorReporter {
         handled: reach.handled,
         mechanism: reach.mechanism,
         redact: reach.redact,
+        trace: identity.traceId === undefined ? undefined : { traceId: identity.traceId, spanId: identity.spanId, parentSpanId: identity.parentSpanId },
       });
     }
     this.events.send(apiErrorEvent(identity, { ...site, category, details, exceptionUuid, sentryEventId }));

@@ -28,6 +28,9 @@ export class Identities {
       sessionId: operation.sessionId,
       personless: operation.personless,
       internalUser: internal,
+      traceId: operation.traceId,
+      spanId: operation.spanId,
+      parentSpanId: operation.parentSpanId,
     };
   }
 

@@ -42,7 +42,7 @@ export class OperationRecorder {
   /** `status`: the response's; `sentWhole`: it was sent to its end (Node's `writableFinished`). */
   finish(operation: Operation, status: number, sentWhole: boolean): void {
     try {
-      if (operation.skip) return;
+      if (operation.skip || operation.carried) return;
       const outcome = decideOutcome(operation.finish(status, sentWhole, performance.now()), this.rules);
       const identity = this.identities.of(operation);
       if (!identity) return;

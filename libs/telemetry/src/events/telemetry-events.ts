@@ -22,6 +22,12 @@ export interface EventIdentity {
   personless: boolean;
   /** Set when internal users are tagged rather than dropped. */
   internalUser?: boolean;
+  /** W3C trace id of the operation (`trace_id`). */
+  traceId?: string;
+  /** The operation's own span id (`span_id`): the `parent_span_id` of the services it calls. */
+  spanId?: string;
+  /** The caller's span id (`parent_span_id`), when there is one. */
+  parentSpanId?: string;
 }
 
 export interface ApiRequestFields {
@@ -57,6 +63,9 @@ function event(name: string, identity: EventIdentity, properties: Record<string,
   properties.environment = identity.environment;
   if (identity.requestId !== undefined) properties.request_id = identity.requestId;
   if (identity.sessionId !== undefined) properties.$session_id = identity.sessionId;
+  if (identity.traceId !== undefined) properties.trace_id = identity.traceId;
+  if (identity.spanId !== undefined) properties.span_id = identity.spanId;
+  if (identity.parentSpanId !== undefined) properties.parent_span_id = identity.parentSpanId;
   if (identity.personless) properties.$process_person_profile = false;
   if (identity.internalUser) properties.is_internal_user = true;
   return {
@@ -123,7 +132,7 @@ export function customEvent(
   redact?: (text: string) => string,
 ): TelemetryEvent {
   const own = (toBoundedJson(properties ?? {}, redact) ?? {}) as Record<string, unknown>;
-  const built = event(truncate(name, 200), identity, {});
+  const built = event(truncate(redact ? redact(truncate(name, 400)) : name, 200), identity, {});
   built.properties = { ...built.properties, ...(typeof own === 'object' && !Array.isArray(own) ? own : {}) };
   return built;
 }

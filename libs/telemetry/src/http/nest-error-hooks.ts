@@ -13,7 +13,7 @@ interface FilterMetadata {
 }
 
 /** Whether one of the app's filters (global, controller or method) will take this exception, as Nest picks it. */
-function answeredByAppFilter(filters: unknown, exception: unknown): boolean {
+export function answeredByAppFilter(filters: unknown, exception: unknown): boolean {
   if (!Array.isArray(filters)) return false;
   return filters.some(({ exceptionMetatypes }: FilterMetadata) => {
     if (!Array.isArray(exceptionMetatypes) || exceptionMetatypes.length === 0) return true;

@@ -143,6 +143,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
           frontendDistinctId: tracingHeader(headers['x-posthog-distinct-id']),
           rawUrl: req.url,
           request: req,
+          traceparent: headers.traceparent,
           skip: (!this.options.capturePreflights && isPreflight(req)) || isExcludedPath(pathOf(req.url), this.options.excludePaths),
           standalone: true,
         },

@@ -2,6 +2,7 @@ import { CanActivate, ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { operationOf } from '../request/request-context.js';
 import { routeTemplateOf } from './route-template.js';
+import { skipGraphqlOperation } from '../graphql/graphql-hooks.js';
 import { SKIP_TELEMETRY } from '../telemetry.constants.js';
 
 /**
@@ -17,6 +18,11 @@ export class TelemetryGuard implements CanActivate {
   constructor(private readonly reflector: Reflector) {}
 
   canActivate(context: ExecutionContext): boolean {
+    if (context.getType<string>() === 'graphql') {
+      // A GraphQL resolver (graphql/): its `@SkipTelemetry()` turns its operation's events off.
+      if (this.skipped(context)) skipGraphqlOperation(context);
+      return true;
+    }
     if (context.getType() !== 'http') return true;
     try {
       const request = context.switchToHttp().getRequest();
@@ -28,5 +34,14 @@ export class TelemetryGuard implements CanActivate {
       /* never stand between a request and its route */
     }
     return true;
+  }
+
+  /** `@SkipTelemetry()` on the handler or its class. Never throws. */
+  private skipped(context: ExecutionContext): boolean {
+    try {
+      return this.reflector.getAllAndOverride<boolean>(SKIP_TELEMETRY, [context.getHandler(), context.getClass()]) === true;
+    } catch {
+      return false;
+    }
   }
 }

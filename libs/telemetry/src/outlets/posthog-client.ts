@@ -9,6 +9,8 @@ import { Operation } from '../request/operation.js';
 import { OPERATION } from '../request/request-context.js';
 import { UNMATCHED_ROUTE, withoutRawUrl } from '../http/route-template.js';
 import { untracedBy, type SentryApi, type Untraced } from './sentry-bridge.js';
+import { PostHogQueueAccount } from '../transport/posthog-node-queue.js';
+import { QueueBudget } from '../transport/queue-budget.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 
 type PostHogEvent = { event: string; properties?: Record<string, any> };
@@ -96,6 +98,9 @@ export class SharedPostHog extends PostHog {
   untraced?: Untraced;
   /** Errors sent to Error Tracking, with the uuid of their `$exception` (`null`: not known). */
   private readonly sentErrors = new WeakMap<object, string | null>();
+  /** The byte budget its queue shares with the module's sender (`maxQueueBytes`), once `shareQueueBudget` ran. */
+  queueBudget?: QueueBudget;
+  private queueAccount?: PostHogQueueAccount;
 
   constructor(apiKey: string, options: ClientOptions = {}) {
     const outside = AsyncLocalStorage.snapshot();
@@ -108,6 +113,25 @@ export class SharedPostHog extends PostHog {
     };
     super(apiKey, { ...options, fetch: (url, init) => outside(send, url, init) });
     self = this;
+  }
+
+  /** Counts its queue against `budget`, shared with the module's sender: past it, the oldest events go. */
+  shareQueueBudget(budget: QueueBudget): void {
+    const host = { queue: (key: string) => this.getPersistedProperty(key as never), maxQueueSize: (this as unknown as { maxQueueSize: number }).maxQueueSize };
+    this.queueBudget = budget;
+    this.queueAccount = new PostHogQueueAccount(host, budget);
+  }
+
+  // posthog-node calls it (after `before_send`) just before queueing an event: room is made in the byte budget.
+  protected override processBeforeEnqueue(message: any): any {
+    const kept = super.processBeforeEnqueue(message);
+    if (kept === null || this.queueAccount === undefined) return kept;
+    return this.queueAccount.admit(kept, this.persistedQueueKeyForRoute(this.getQueueRouteKey(kept)));
+  }
+
+  override setPersistedProperty(...[key, value]: Parameters<PostHog['setPersistedProperty']>): void {
+    super.setPersistedProperty(key, value);
+    this.queueAccount?.stored(key, value);
   }
 
   override captureException(...[error, distinctId, properties, uuid, flags]: Parameters<PostHog['captureException']>): void {
@@ -172,5 +196,7 @@ export function createPostHogClient(options: ResolvedTelemetryOptions, redact: R
   });
   // Its requests to PostHog never join the app's Sentry traces.
   client.untraced = untracedBy(sentry);
+  // Its queue and the module's sender's hold at most `maxQueueBytes` together.
+  client.shareQueueBudget(new QueueBudget(options.sender.maxQueueBytes));
   return client;
 }

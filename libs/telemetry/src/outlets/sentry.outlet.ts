@@ -14,6 +14,23 @@ export interface SentryReport {
   mechanism: string;
   /** Redaction for this event (the request's raw URL kept out too); the module's redaction otherwise. */
   redact?: Redactor;
+  /** The operation's trace: the event's trace context when Sentry has none of its own (no active span). */
+  trace?: { traceId: string; spanId?: string; parentSpanId?: string };
+}
+
+type TraceContextOf = { contexts?: { trace?: { trace_id?: string; span_id?: string; parent_span_id?: string }; [key: string]: unknown } };
+
+/** Gives an event without a trace of Sentry's own (tracing off) the operation's, so it lines up with the PostHog events. */
+function withTrace(trace: NonNullable<SentryReport['trace']>) {
+  return <E>(event: E): E => {
+    const traced = event as E & TraceContextOf;
+    if (traced.contexts?.trace?.trace_id !== undefined) return event;
+    const context: Record<string, string> = { trace_id: trace.traceId };
+    if (trace.spanId !== undefined) context.span_id = trace.spanId;
+    if (trace.parentSpanId !== undefined) context.parent_span_id = trace.parentSpanId;
+    traced.contexts = { ...traced.contexts, trace: context };
+    return event;
+  };
 }
 
 /**
@@ -45,6 +62,7 @@ export class SentryOutlet {
           scope.setTags(report.tags);
           scope.setUser(report.userId === 'anonymous' ? null : { id: report.userId });
           scope.addEventProcessor(scrub);
+          if (report.trace) scope.addEventProcessor(withTrace(report.trace));
           return scope;
         },
       });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { TelemetryUser } from '../telemetry.options.js';
+import { newSpanId, newTrace, type TraceStart } from '../trace/trace-context.js';
 
 /** What any code running inside a request can read of it (see `getRequestContext`). */
 export interface TelemetryRequestContext {
@@ -13,6 +14,10 @@ export interface TelemetryRequestContext {
   readonly userId: string;
   /** The resolved user, once an auth guard has set one. */
   readonly user?: TelemetryUser;
+  /** The W3C trace id (32 hex) of the operation: its events' `trace_id`. */
+  readonly traceId?: string;
+  /** The operation's own span id (16 hex): the parent of the calls it makes (`traceparent`), its events' `span_id`. */
+  readonly spanId?: string;
 }
 
 /** Finds the user of a request once the app's auth ran (`resolveUser`, bounded; never throws). */
@@ -35,6 +40,13 @@ export interface OperationStart {
   resolveUser: UserResolver;
   /** No events for this operation (an excluded path, a preflight, the module turned off). */
   skip: boolean;
+  /** The trace it continues (an incoming `traceparent`, the enclosing operation, the app's tracer); a new one otherwise. */
+  trace?: TraceStart;
+  /**
+   * For a trace started here: the app's tracer's active span, asked once more where the route is reached
+   * (a tracer whose span begins after the operation entered, in a middleware or the framework's handler).
+   */
+  laterTrace?: () => TraceStart | undefined;
 }
 
 /** A finished operation, as the outcome step reads it (events/outcome.ts). */
@@ -67,8 +79,13 @@ export class Operation implements TelemetryRequestContext {
   readonly sessionId: string | undefined;
   readonly frontendDistinctId: string | undefined;
   readonly rawUrl: string | undefined;
+  /** The operation's own span id (16 hex, new). */
+  readonly spanId: string;
+  #trace: TraceStart;
+  #laterTrace: (() => TraceStart | undefined) | undefined;
   #endpoint: string | undefined = undefined;
   #skip: boolean;
+  #carried = false;
   #error: unknown = undefined;
   #hasError = false;
   #errorAnswered = false;
@@ -85,9 +102,27 @@ export class Operation implements TelemetryRequestContext {
     this.sessionId = start.sessionId;
     this.frontendDistinctId = start.frontendDistinctId;
     this.rawUrl = start.rawUrl;
+    this.#trace = start.trace ?? newTrace();
+    this.#laterTrace = start.trace ? undefined : start.laterTrace;
+    this.spanId = newSpanId();
     this.#request = start.request;
     this.#resolveUser = start.resolveUser;
     this.#skip = start.skip;
+  }
+
+  /** W3C trace id (32 hex): continued from the caller or the app's tracer, or new. */
+  get traceId(): string {
+    return this.#trace.traceId;
+  }
+
+  /** The caller's span (an incoming `traceparent`'s, the enclosing operation's, the tracer's active span), if any. */
+  get parentSpanId(): string | undefined {
+    return this.#trace.parentSpanId;
+  }
+
+  /** W3C trace flags (`01`: sampled), as received, else `01`. */
+  get traceFlags(): string {
+    return this.#trace.flags;
   }
 
   /** The route template, once a route was reached. */
@@ -130,12 +165,32 @@ export class Operation implements TelemetryRequestContext {
   /** The route the operation reached, seen with the adapter's request (the module's guard). */
   matchRoute(endpoint: string | undefined, request: unknown): void {
     this.#request = request;
+    // A trace the module started gives way to the app's tracer's, when its span began only since.
+    const later = this.#laterTrace;
+    if (later) {
+      this.#laterTrace = undefined;
+      const trace = later();
+      if (trace) this.#trace = trace;
+    }
     if (endpoint !== undefined) this.#endpoint = endpoint;
   }
 
   /** `@SkipTelemetry()` on the route reached. */
   optOut(): void {
     this.#skip = true;
+  }
+
+  /**
+   * The operation is recorded through the operations it carries (the GraphQL operations of an HTTP request):
+   * it keeps its context (id, user) for the code running in it, and sends no events of its own.
+   */
+  carryOperations(): void {
+    this.#carried = true;
+  }
+
+  /** Recorded through the operations it carries (`carryOperations`). */
+  get carried(): boolean {
+    return this.#carried;
   }
 
   /**

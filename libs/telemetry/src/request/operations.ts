@@ -1,15 +1,17 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { performance } from 'node:perf_hooks';
 import type { PostHog } from 'posthog-node';
 import { OperationRecorder } from '../events/operation-recorder.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
-import { POSTHOG_CLIENT, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
+import { POSTHOG_CLIENT, SENTRY, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { Operation, type OperationStart, type UserResolver } from './operation.js';
 import { enterRequestContext, runInRequestContext } from './posthog-context.js';
 import { currentOperation } from './request-context.js';
 import { resolveRequestId } from './request-id.js';
 import { safeUserResolver } from './user-resolver.js';
+import { activeTracerSpan, type SentryTraceApi } from '../trace/active-trace.js';
+import { parseTraceparent, type TraceStart } from '../trace/trace-context.js';
 
 /** What a transport knows where an operation enters; the rest has defaults. */
 export interface OperationInit {
@@ -26,6 +28,12 @@ export interface OperationInit {
   skip?: boolean;
   /** Shares nothing with the operation the caller may run in (a new HTTP request on a kept-alive connection). */
   standalone?: boolean;
+  /**
+   * The caller's W3C `traceparent` (a header, a message's field), continued when valid. Without one, an
+   * operation inside another continues that one's trace (its span the parent); else the active span of the
+   * app's Sentry or OpenTelemetry gives the trace; else a new trace starts.
+   */
+  traceparent?: unknown;
 }
 
 /**
@@ -42,6 +50,7 @@ export class Operations {
     @Inject(POSTHOG_CLIENT) private readonly posthog: PostHog,
     private readonly recorder: OperationRecorder,
     failures: TelemetryFailures,
+    @Optional() @Inject(SENTRY) private readonly sentry?: SentryTraceApi,
   ) {
     this.resolveUser = safeUserResolver(options.resolveUser, failures);
   }
@@ -63,10 +72,22 @@ export class Operations {
       request: init.request,
       resolveUser: this.resolveUser,
       skip: this.options.mode === 'off' || init.skip === true,
+      trace: this.traceOf(init, outer),
+      laterTrace: this.laterTrace,
     };
     const operation = new Operation(start);
     if (init.endpoint !== undefined) operation.matchRoute(init.endpoint, init.request);
     return operation;
+  }
+
+  private readonly laterTrace = (): ReturnType<typeof activeTracerSpan> => activeTracerSpan(this.sentry);
+
+  /** The trace an operation continues: the caller's, the enclosing operation's, the app's tracer's, or none (a new one). */
+  private traceOf(init: OperationInit, outer: Operation | undefined): TraceStart | undefined {
+    const caller = parseTraceparent(init.traceparent);
+    if (caller) return caller;
+    if (outer) return { traceId: outer.traceId, parentSpanId: outer.spanId, flags: outer.traceFlags };
+    return activeTracerSpan(this.sentry);
   }
 
   /** Enters the operation's context for the rest of the current async work (HTTP's `request` event). */

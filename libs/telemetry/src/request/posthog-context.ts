@@ -5,8 +5,8 @@ import { OPERATION } from './request-context.js';
 /**
  * Opens the request's posthog-node context (`enterContext`, for the rest of
  * this request's async work), so the app's own `posthog.capture()` calls get
- * the same `distinct_id`, `$session_id`, `request_id`, `user_id` and
- * `environment` as the module's events. The request state rides along under a
+ * the same `distinct_id`, `$session_id`, `request_id`, `user_id`,
+ * `environment`, `trace_id`, `span_id` and `parent_span_id` as the module's events. The request state rides along under a
  * symbol key (never serialised): one AsyncLocalStorage serves both.
  *
  * The user is known only after the app's auth guards ran, so the distinct id
@@ -34,7 +34,10 @@ export function runInRequestContext<T>(posthog: PostHog, operation: Operation, e
 }
 
 function contextProperties(operation: Operation, environment: string): Record<string, unknown> {
-  return { request_id: operation.requestId, environment, [OPERATION]: operation } as Record<PropertyKey, unknown> as Record<string, unknown>;
+  const properties: Record<PropertyKey, unknown> = { request_id: operation.requestId, environment, trace_id: operation.traceId, span_id: operation.spanId };
+  if (operation.parentSpanId !== undefined) properties.parent_span_id = operation.parentSpanId;
+  properties[OPERATION] = operation;
+  return properties as Record<string, unknown>;
 }
 
 /** posthog-node stores a copy of the context; the copy is what later captures read. */

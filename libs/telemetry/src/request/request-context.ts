@@ -64,5 +64,7 @@ export function getRequestContext(): TelemetryRequestContext | undefined {
     distinctId: operation.distinctId,
     userId: operation.userId,
     user: operation.user,
+    traceId: operation.traceId,
+    spanId: operation.spanId,
   };
 }
