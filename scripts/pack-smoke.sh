@@ -8,14 +8,34 @@
 # Run after `npm run build:lib` (npm test does). Ends with
 # `package smoke: N passed, M failed`; exits non-zero on any failure.
 # Leaves nothing behind: the temp dir is removed and no process outlives it.
+# `npm run test:package` (scripts/package-tests.sh) runs it once per variant below.
 #
 # Environment: PACK_SMOKE_APP_TIMEOUT (seconds the app may run, default 60);
 # PACK_SMOKE_KEEP=1 keeps the temp dir (its path is printed) for debugging.
+# Variants:
+#   PACK_SMOKE_MODULE=cjs    the app is CommonJS ("type": "commonjs"; tsc emits require()),
+#                            so it loads the package through Node's require(esm); a first
+#                            step require()s the package alone and lists what that loaded
+#   PACK_SMOKE_PEERS="posthog-node@5.61.1 @sentry/node@10.0.0"
+#                            these versions instead of the root package.json's pins (or
+#                            added to them); with @sentry/node the app runs with Sentry on
+#                            (the module's `sentry: { dsn }`, a Sentry endpoint on 127.0.0.1)
+#   PACK_SMOKE_NODES="/path/to/node ..."
+#                            runs the app (and the CommonJS require step) under each of these
+#                            Node binaries, on one install; default: the `node` on PATH
+#   PACK_SMOKE_TARBALL=x.tgz installs this tarball instead of packing; PACK_SMOKE_CHECK_TARBALL=0
+#                            skips the checks of the tarball's contents
+#   PACK_SMOKE_LABEL         names the variant in the first line
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LIB="$ROOT/libs/telemetry"
 APP_TIMEOUT_S="${PACK_SMOKE_APP_TIMEOUT:-60}"
+MODULE="${PACK_SMOKE_MODULE:-esm}"
+PEERS_OVERRIDE="${PACK_SMOKE_PEERS:-}"
+read -r -a RUN_NODES <<<"${PACK_SMOKE_NODES:-$(command -v node)}"
+GIVEN_TARBALL="${PACK_SMOKE_TARBALL:-}"
+CHECK_TARBALL="${PACK_SMOKE_CHECK_TARBALL:-1}"
 START_S=$SECONDS
 
 PASSED=0
@@ -74,7 +94,11 @@ run_or_abort() {
   fi
 }
 
-echo "== package smoke test: nestjs-posthog-telemetry"
+echo "== package smoke test: nestjs-posthog-telemetry${PACK_SMOKE_LABEL:+ ($PACK_SMOKE_LABEL)}"
+if [[ "$MODULE" != esm && "$MODULE" != cjs ]]; then
+  fail "PACK_SMOKE_MODULE is esm or cjs (not '$MODULE')"
+  finish
+fi
 
 if [[ ! -f "$LIB/dist/index.js" || ! -f "$LIB/dist/index.d.ts" ]]; then
   fail "libs/telemetry/dist is built (run \`npm run build:lib\` first)"
@@ -91,18 +115,28 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/pack-smoke.XXXXXX")"
 mkdir -p "$WORK/pack" "$WORK/app"
 
 # ---------------------------------------------------------------- 1. pack
-echo "-- npm pack"
 cd "$ROOT" || exit 1
-run_or_abort "npm pack ./libs/telemetry" npm pack ./libs/telemetry --pack-destination "$WORK/pack" --silent
-shopt -s nullglob
-tarballs=("$WORK"/pack/*.tgz)
-shopt -u nullglob
-if [[ ${#tarballs[@]} -ne 1 ]]; then
-  fail "npm pack produced exactly one tarball (found ${#tarballs[@]})"
-  finish
+if [[ -n "$GIVEN_TARBALL" ]]; then
+  if [[ ! -f "$GIVEN_TARBALL" ]]; then
+    fail "PACK_SMOKE_TARBALL $GIVEN_TARBALL exists"
+    finish
+  fi
+  TARBALL="$(cd "$(dirname "$GIVEN_TARBALL")" && pwd)/$(basename "$GIVEN_TARBALL")"
+else
+  echo "-- npm pack"
+  run_or_abort "npm pack ./libs/telemetry" npm pack ./libs/telemetry --pack-destination "$WORK/pack" --silent
+  shopt -s nullglob
+  tarballs=("$WORK"/pack/*.tgz)
+  shopt -u nullglob
+  if [[ ${#tarballs[@]} -ne 1 ]]; then
+    fail "npm pack produced exactly one tarball (found ${#tarballs[@]})"
+    finish
+  fi
+  TARBALL="${tarballs[0]}"
 fi
-TARBALL="${tarballs[0]}"
 echo "   tarball: $(basename "$TARBALL") ($(du -k "$TARBALL" | cut -f1) KiB)"
+
+if [[ "$CHECK_TARBALL" != 0 ]]; then
 
 entries="$(tar tzf "$TARBALL")"
 entry_count="$(printf '%s\n' "$entries" | grep -c .)"
@@ -139,12 +173,23 @@ if [[ -z "$missing" ]]; then
 else
   fail "tarball is missing:$missing"
 fi
+fi # CHECK_TARBALL
 
 # ---------------------------------------------------------------- 2. install
-echo "-- install into a fresh ESM app"
+if [[ "$MODULE" == cjs ]]; then
+  echo "-- install into a fresh CommonJS app"
+else
+  echo "-- install into a fresh ESM app"
+fi
 ver() { node -p "const p=require('$ROOT/package.json'); (p.dependencies||{})['$1'] ?? (p.devDependencies||{})['$1'] ?? ''"; }
+# name@version -> name (a scoped name keeps its leading @)
+spec_name() { local s="$1"; if [[ "$s" == @* ]]; then echo "@${s#@}" | sed -E 's/^(@[^@]+)@.*$/\1/'; else echo "${s%%@*}"; fi; }
+read -r -a overrides <<<"$PEERS_OVERRIDE"
+override_for() { local o; for o in "${overrides[@]}"; do [[ "$(spec_name "$o")" == "$1" ]] && { echo "$o"; return; }; done; }
 deps=()
 for name in @nestjs/common @nestjs/core @nestjs/platform-express posthog-node rxjs reflect-metadata typescript @types/node; do
+  o="$(override_for "$name")"
+  if [[ -n "$o" ]]; then deps+=("$o"); continue; fi
   v="$(ver "$name")"
   if [[ -z "$v" ]]; then
     fail "root package.json pins $name"
@@ -152,19 +197,32 @@ for name in @nestjs/common @nestjs/core @nestjs/platform-express posthog-node rx
   fi
   deps+=("$name@$v")
 done
+for o in "${overrides[@]}"; do
+  case " ${deps[*]} " in *" $o "*) ;; *) deps+=("$o") ;; esac
+done
+WITH_SENTRY=""
+for d in "${deps[@]}"; do [[ "$(spec_name "$d")" == @sentry/node ]] && WITH_SENTRY=1; done
 echo "   peers: ${deps[*]}"
 
 cd "$WORK/app" || exit 1
-cat >package.json <<'JSON'
+if [[ "$MODULE" == cjs ]]; then app_type=commonjs; else app_type=module; fi
+cat >package.json <<JSON
 {
   "name": "pack-smoke-app",
   "version": "0.0.0",
   "private": true,
-  "type": "module"
+  "type": "$app_type"
 }
 JSON
 run_or_abort "npm install of the tarball and its peers" \
   npm install --no-audit --no-fund --prefer-offline --loglevel=error "$TARBALL" "${deps[@]}"
+# The versions asked for are the versions installed (npm would not swap a peer silently).
+for d in "${deps[@]}"; do
+  n="$(spec_name "$d")"
+  want="${d#"$n"@}"
+  got="$(node -p "require('./node_modules/$n/package.json').version" 2>/dev/null)"
+  if [[ "$got" != "$want" ]]; then fail "$n@$want is installed (found '${got:-nothing}')"; fi
+done
 
 installed_version="$(node -p "require('./node_modules/nestjs-posthog-telemetry/package.json').version" 2>/dev/null)"
 lib_version="$(node -p "require('$LIB/package.json').version")"
@@ -173,7 +231,9 @@ if [[ "$installed_version" == "$lib_version" ]]; then
 else
   fail "installed nestjs-posthog-telemetry version '$installed_version' is the packed '$lib_version'"
 fi
-if [[ ! -e node_modules/@sentry/node ]]; then
+if [[ -n "$WITH_SENTRY" ]]; then
+  pass "the optional peer @sentry/node@$(node -p "require('./node_modules/@sentry/node/package.json').version") is installed: the app runs with Sentry on"
+elif [[ ! -e node_modules/@sentry/node ]]; then
   pass "the optional peer @sentry/node is not installed"
 else
   fail "the optional peer @sentry/node is not installed (npm installed it anyway)"
@@ -212,7 +272,7 @@ import type { PostHog } from 'posthog-node';
 import {
   getRequestContext,
   POSTHOG_CLIENT,
-  PostHogTelemetryService,
+  TelemetryService,
   SkipTelemetry,
   TelemetryModule,
 } from 'nestjs-posthog-telemetry';
@@ -255,6 +315,27 @@ const capture: Server = createServer((req, res) => {
   });
 });
 
+// ---- with SMOKE_SENTRY=1 (the variants with @sentry/node): a Sentry endpoint; keeps the error events of each envelope
+const sentryOn = process.env.SMOKE_SENTRY === '1';
+const sentryEvents: Array<{ event_id?: string; tags?: Record<string, string> }> = [];
+const sentryServer: Server = createServer((req, res) => {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    try {
+      const body = Buffer.concat(chunks);
+      const text = (req.headers['content-encoding'] === 'gzip' ? gunzipSync(body) : body).toString('utf8');
+      const lines = text.split('\n').filter((line) => line.trim() !== '');
+      for (let i = 1; i + 1 < lines.length; i += 2) {
+        if (JSON.parse(lines[i]).type === 'event') sentryEvents.push(JSON.parse(lines[i + 1]));
+      }
+    } catch (error) {
+      captureErrors.push(`sentry envelope: ${String(error)}`);
+    }
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end('{}');
+  });
+});
+
 // ---- Nest logs: warnings and errors are shown and kept (telemetry must not complain)
 const logged: Array<{ level: string; context: string; message: string }> = [];
 class SmokeLogger implements LoggerService {
@@ -276,7 +357,7 @@ class SmokeLogger implements LoggerService {
 
 @Controller()
 class SmokeController {
-  constructor(private readonly telemetry: PostHogTelemetryService) {}
+  constructor(private readonly telemetry: TelemetryService) {}
 
   @Get('items/:id')
   item(@Param('id') id: string) {
@@ -306,6 +387,9 @@ class FeatureModule {}
 async function main(): Promise<void> {
   await new Promise<void>((resolve) => capture.listen(0, '127.0.0.1', resolve));
   const captureUrl = `http://127.0.0.1:${(capture.address() as AddressInfo).port}`;
+  if (sentryOn) await new Promise<void>((resolve) => sentryServer.listen(0, '127.0.0.1', resolve));
+  const sentryDsn = sentryOn ? `http://public@127.0.0.1:${(sentryServer.address() as AddressInfo).port}/1` : undefined;
+  console.log(`    ${process.version}, ${typeof require === 'function' ? 'CommonJS' : 'ES module'} app, Sentry ${sentryOn ? 'on' : 'off'}`);
 
   @Module({
     imports: [
@@ -314,6 +398,7 @@ async function main(): Promise<void> {
         host: captureUrl,
         environment: 'smoke',
         posthogOptions: { flushAt: 1, flushInterval: 10 },
+        ...(sentryDsn ? { sentry: { dsn: sentryDsn } } : {}),
       }),
       FeatureModule,
     ],
@@ -327,7 +412,7 @@ async function main(): Promise<void> {
 
   const client = app.get<PostHog>(POSTHOG_CLIENT);
   check(typeof client?.capture === 'function' && typeof client?.shutdown === 'function', 'POSTHOG_CLIENT resolves to a posthog-node client');
-  check(app.get(PostHogTelemetryService) instanceof PostHogTelemetryService, 'PostHogTelemetryService is injectable from the app');
+  check(app.get(TelemetryService) instanceof TelemetryService, 'TelemetryService is injectable from the app');
   check(getRequestContext() === undefined, 'getRequestContext() is undefined outside a request');
 
   // ---- requests
@@ -363,10 +448,19 @@ async function main(): Promise<void> {
   check(expected(events), `events were delivered by the time app.close() resolved (${closeMs} ms)`, events.map((e) => e.event));
   // Late arrivals would be a failure above; give them a moment so the checks below say what is missing.
   for (let waited = 0; !expected(events) && waited < 3000; waited += 50) await new Promise((r) => setTimeout(r, 50));
+  const sentryId = events.find((e) => e.event === 'api_error')?.properties?.sentry_event_id;
+  const sentryExpected = () => sentryEvents.some((e) => e.event_id === sentryId);
+  for (let waited = 0; sentryOn && !sentryExpected() && waited < 5000; waited += 50) await new Promise((r) => setTimeout(r, 50));
   await new Promise<void>((resolve) => {
     capture.closeAllConnections();
     capture.close(() => resolve());
   });
+  if (sentryOn) {
+    await new Promise<void>((resolve) => {
+      sentryServer.closeAllConnections();
+      sentryServer.close(() => resolve());
+    });
+  }
 
   // ---- events
   console.log(`    captured ${events.length} events: ${events.map((e) => `${e.event}(${e.properties?.request_id ?? '-'})`).join(', ')}`);
@@ -395,6 +489,15 @@ async function main(): Promise<void> {
   check(ae.request_id === 'smoke-boom' && ae.endpoint === '/boom' && ae.status_code === 500, 'api_error is for GET /boom (request_id smoke-boom, status_code 500)', { request_id: ae.request_id, endpoint: ae.endpoint, status_code: ae.status_code });
   check(typeof ae.error_type === 'string' && ae.error_type.length > 0, `api_error has error_type (${String(ae.error_type)})`, ae.error_type);
   check(typeof ae.traceback === 'string' && ae.traceback.includes('intentional smoke-test failure'), 'api_error has a traceback with the error message', typeof ae.traceback === 'string' ? ae.traceback.slice(0, 200) : ae.traceback);
+  if (sentryOn) {
+    check(typeof ae.sentry_event_id === 'string' && /^[0-9a-f]{32}$/.test(ae.sentry_event_id), 'api_error carries the Sentry event id (sentry_event_id)', ae.sentry_event_id);
+    const sentryEvent = sentryEvents.find((e) => e.event_id === ae.sentry_event_id);
+    check(sentryEvent !== undefined, 'Sentry received that event', sentryEvents.map((e) => e.event_id));
+    check(sentryEvent?.tags?.request_id === 'smoke-boom', 'the Sentry event is tagged request_id smoke-boom', sentryEvent?.tags);
+    check(sentryEvents.length === 1, 'Sentry received exactly one error event', sentryEvents.length);
+  } else {
+    check(ae.sentry_event_id === undefined, 'api_error has no sentry_event_id without Sentry', ae.sentry_event_id);
+  }
   const boomRequest = events.filter((e) => e.event === 'api_request' && e.properties?.request_id === 'smoke-boom');
   check(boomRequest.length === 1 && boomRequest[0].properties?.status_code === 500, 'api_request for GET /boom has status_code 500', boomRequest.map((e) => e.properties?.status_code));
 
@@ -413,6 +516,10 @@ main().catch((error: unknown) => {
   process.exitCode = 1;
   capture.closeAllConnections();
   capture.close();
+  if (sentryServer.listening) {
+    sentryServer.closeAllConnections();
+    sentryServer.close();
+  }
 });
 TS
 
@@ -441,24 +548,109 @@ else
 fi
 
 # ---------------------------------------------------------------- 4. run
-echo "-- run the app (node dist/main.js, 127.0.0.1 only, ${APP_TIMEOUT_S}s limit)"
-node_out="$WORK/app.log"
-# No process.exit in the app: it must end on its own once app.close() resolved.
-run_child timeout --kill-after=5 "$APP_TIMEOUT_S" node dist/main.js >"$node_out" 2>&1
-app_rc=$?
-cat "$node_out"
-app_passed="$(grep -c '^  ok   - ' "$node_out")"
-app_failed="$(grep -c '^  FAIL - ' "$node_out")"
-PASSED=$((PASSED + app_passed))
-FAILED=$((FAILED + app_failed))
-if [[ $app_rc -eq 124 || $app_rc -eq 137 ]]; then
-  fail "the app exits on its own after app.close() (killed after ${APP_TIMEOUT_S}s: something keeps the event loop alive)"
-elif [[ $app_rc -ne 0 ]]; then
-  if [[ $app_failed -eq 0 ]]; then fail "the app exits with code 0 (exit $app_rc)"; fi
-elif [[ $app_passed -eq 0 ]]; then
-  fail "the app ran its checks (no output)"
-else
-  pass "the app exits with code 0 on its own after app.close()"
+if [[ "$MODULE" == cjs ]]; then
+  # require() of the package alone, before any app code: loads its whole static ESM graph
+  # (the package, @nestjs/core with its deep imports, posthog-node…) synchronously through
+  # require(esm), which fails with ERR_REQUIRE_ASYNC_MODULE on a top-level await anywhere
+  # in it. Where Node has module.registerHooks (22.15+, 24), lists the modules that loaded.
+  cat >require-graph.cjs <<'JS'
+const mod = require('node:module');
+const loaded = [];
+if (typeof mod.registerHooks === 'function') {
+  mod.registerHooks({
+    load(url, context, nextLoad) {
+      const result = nextLoad(url, context);
+      loaded.push({ url, format: result.format });
+      return result;
+    },
+  });
+}
+let failures = 0;
+const check = (ok, what, detail) => {
+  if (ok) console.log(`  ok   - ${what}`);
+  else {
+    failures++;
+    console.log(`  FAIL - ${what}${detail === undefined ? '' : `: ${detail}`}`);
+  }
+};
+let lib;
+try {
+  lib = require('nestjs-posthog-telemetry');
+  check(true, `${process.version}: require('nestjs-posthog-telemetry') loads the package synchronously (require(esm))`);
+} catch (error) {
+  check(false, `${process.version}: require('nestjs-posthog-telemetry') loads the package synchronously (require(esm))`, `${error.code ?? ''} ${error.message}`);
+  process.exitCode = 1;
+  return;
+}
+check(typeof lib.TelemetryModule?.forRoot === 'function', 'TelemetryModule.forRoot is a function');
+if (loaded.length > 0) {
+  const esm = loaded.filter((m) => m.format === 'module' || m.format === 'module-typescript');
+  const ours = esm.filter((m) => m.url.includes('/node_modules/nestjs-posthog-telemetry/dist/'));
+  const dist = require('node:path').dirname(require.resolve('nestjs-posthog-telemetry'));
+  const files = new Set(require('node:fs').readdirSync(dist, { recursive: true }).filter((f) => String(f).endsWith('.js')));
+  check(ours.length > 0 && new Set(ours.map((m) => m.url)).size === ours.length && ours.length <= files.size, `it loaded ${loaded.length} modules, ${esm.length} of them ES modules (${ours.length} of the package's ${files.size} dist files) without top-level await`);
+  const deep = ['@nestjs/core/exceptions/exceptions-handler.js', '@nestjs/core/router/router-response-controller.js'];
+  const absent = deep.filter((d) => !loaded.some((m) => m.url.endsWith(`/node_modules/${d}`)));
+  check(absent.length === 0, `the graph includes the deep imports ${deep.join(', ')}`, absent.join(', '));
+  check(loaded.some((m) => m.url.includes('/node_modules/posthog-node/')), 'the graph includes posthog-node');
+}
+// require() and import() must hand out the very same module instance: one copy of the
+// package's state (its request context, its client), whichever way an app loads it.
+import('nestjs-posthog-telemetry').then(
+  (ns) => {
+    const keys = Object.keys(ns).filter((k) => k !== 'default' && k !== 'module.exports');
+    const differ = keys.filter((k) => ns[k] !== lib[k]);
+    check(keys.length > 0 && differ.length === 0, `require() and import() give the same ${keys.length} exports, the very same objects`, differ.join(', '));
+    process.exitCode = failures === 0 ? 0 : 1;
+  },
+  (error) => {
+    check(false, "import('nestjs-posthog-telemetry') from the same CommonJS file", error.message);
+    process.exitCode = 1;
+  },
+);
+JS
 fi
+
+for run_node in "${RUN_NODES[@]}"; do
+  run_version="$("$run_node" -v 2>/dev/null)"
+  if [[ -z "$run_version" ]]; then
+    fail "$run_node runs"
+    continue
+  fi
+  if [[ "$MODULE" == cjs ]]; then
+    echo "-- require('nestjs-posthog-telemetry') from CommonJS, Node $run_version"
+    run_child timeout --kill-after=5 "$APP_TIMEOUT_S" "$run_node" require-graph.cjs >"$WORK/require.log" 2>&1
+    require_rc=$?
+    grep -vE '^\(node:[0-9]+\) ExperimentalWarning|^\(Use `node --trace-warnings' "$WORK/require.log"
+    PASSED=$((PASSED + $(grep -c '^  ok   - ' "$WORK/require.log")))
+    FAILED=$((FAILED + $(grep -c '^  FAIL - ' "$WORK/require.log")))
+    if [[ $require_rc -ne 0 ]] && ! grep -q '^  FAIL - ' "$WORK/require.log"; then
+      fail "the require step exits with code 0 (exit $require_rc)"
+    fi
+    if grep -q ERR_REQUIRE_ASYNC_MODULE "$WORK/require.log"; then
+      echo "   where the top-level await is (--experimental-print-required-tla):"
+      "$run_node" --experimental-print-required-tla require-graph.cjs 2>&1 | sed 's/^/      | /' | head -n 30
+    fi
+  fi
+  echo "-- run the app (Node $run_version, dist/main.js, 127.0.0.1 only, ${APP_TIMEOUT_S}s limit)"
+  node_out="$WORK/app.log"
+  # No process.exit in the app: it must end on its own once app.close() resolved.
+  SMOKE_SENTRY="${WITH_SENTRY:-0}" run_child timeout --kill-after=5 "$APP_TIMEOUT_S" "$run_node" dist/main.js >"$node_out" 2>&1
+  app_rc=$?
+  cat "$node_out"
+  app_passed="$(grep -c '^  ok   - ' "$node_out")"
+  app_failed="$(grep -c '^  FAIL - ' "$node_out")"
+  PASSED=$((PASSED + app_passed))
+  FAILED=$((FAILED + app_failed))
+  if [[ $app_rc -eq 124 || $app_rc -eq 137 ]]; then
+    fail "the app exits on its own after app.close() (killed after ${APP_TIMEOUT_S}s: something keeps the event loop alive)"
+  elif [[ $app_rc -ne 0 ]]; then
+    if [[ $app_failed -eq 0 ]]; then fail "the app exits with code 0 (exit $app_rc)"; fi
+  elif [[ $app_passed -eq 0 ]]; then
+    fail "the app ran its checks (no output)"
+  else
+    pass "the app exits with code 0 on its own after app.close() (Node $run_version)"
+  fi
+done
 
 finish
