@@ -1,5 +1,5 @@
 import { ExternalExceptionsHandler } from '@nestjs/core/exceptions/external-exceptions-handler.js';
-import { answeredByAppFilter } from '../http/nest-error-hooks.js';
+import { answeredByAppFilter, hookOnce } from '../errors/nest-hooks.js';
 import type { Operation } from '../request/operation.js';
 
 /** A GraphQL operation being tracked, found by the context object its resolvers receive. */
@@ -54,13 +54,6 @@ export function fieldPathOf(source: unknown): string | undefined {
   return keys.length > 0 ? keys.join('.') : undefined;
 }
 
-const HOOKED = Symbol.for('nestjs-posthog-telemetry.hooked');
-
-function hookOnce<T extends object>(prototype: T, hook: (prototype: T) => void): void {
-  if ((prototype as Record<symbol, unknown>)[HOOKED]) return;
-  Object.defineProperty(prototype, HOOKED, { value: true });
-  hook(prototype);
-}
 
 /**
  * Where the module sees resolver errors, inside Nest, changing nothing of what happens there:

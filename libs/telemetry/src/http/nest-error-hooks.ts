@@ -3,23 +3,10 @@ import { ExceptionsHandler } from '@nestjs/core/exceptions/exceptions-handler.js
 import { RouterResponseController } from '@nestjs/core/router/router-response-controller.js';
 import { isObservable, type Observable, tap } from 'rxjs';
 import { currentOperation, operationOf } from '../request/request-context.js';
+import { answeredByAppFilter, hookOnce } from '../errors/nest-hooks.js';
 import { routeTemplateOf } from './route-template.js';
 
-/** Marks a Nest prototype this module has already hooked (several apps, several copies of the module). */
-const HOOKED = Symbol.for('nestjs-posthog-telemetry.hooked');
 
-interface FilterMetadata {
-  exceptionMetatypes?: unknown[];
-}
-
-/** Whether one of the app's filters (global, controller or method) will take this exception, as Nest picks it. */
-export function answeredByAppFilter(filters: unknown, exception: unknown): boolean {
-  if (!Array.isArray(filters)) return false;
-  return filters.some(({ exceptionMetatypes }: FilterMetadata) => {
-    if (!Array.isArray(exceptionMetatypes) || exceptionMetatypes.length === 0) return true;
-    return exceptionMetatypes.some((type) => typeof type === 'function' && exception instanceof type);
-  });
-}
 
 /** Notes an exception on its request, seen where Nest hands it to the filters. Never throws. */
 function noteRouteException(exception: unknown, host: { getArgByIndex?(i: number): unknown }, filters: unknown): void {
@@ -31,11 +18,6 @@ function noteRouteException(exception: unknown, host: { getArgByIndex?(i: number
   }
 }
 
-function hookOnce<T extends object>(prototype: T, hook: (prototype: T) => void): void {
-  if ((prototype as Record<symbol, unknown>)[HOOKED]) return;
-  Object.defineProperty(prototype, HOOKED, { value: true });
-  hook(prototype);
-}
 
 /**
  * Where the module sees a request's errors without being an exception filter:

@@ -1,9 +1,8 @@
 import type { Operation } from '../request/operation.js';
+import { answeredByAppFilter, hookOnce } from '../errors/nest-hooks.js';
 import { currentOperation } from '../request/request-context.js';
 import { outgoingFields } from './rpc-correlation.js';
 
-/** Marks a prototype this module has hooked (several apps, several copies of the module in one process). */
-const HOOKED = Symbol.for('nestjs-posthog-telemetry.rpc-hooked');
 /** On a handler wrapper: the handler it wraps. */
 const WRAPPED = Symbol.for('nestjs-posthog-telemetry.rpc-handler');
 
@@ -58,25 +57,7 @@ export function markRpcOperation(operation: Operation): void {
   rpcOperations.add(operation);
 }
 
-function hookOnce(constructor: Constructor, hook: (prototype: any) => void): void {
-  const prototype = constructor?.prototype as Record<symbol, unknown> | undefined;
-  if (!prototype || Object.prototype.hasOwnProperty.call(prototype, HOOKED)) return;
-  Object.defineProperty(prototype, HOOKED, { value: true });
-  hook(prototype);
-}
 
-interface FilterMetadata {
-  exceptionMetatypes?: unknown[];
-}
-
-/** Whether one of the app's RPC filters takes this exception, as Nest picks it. */
-function answeredByAppFilter(filters: unknown, exception: unknown): boolean {
-  if (!Array.isArray(filters)) return false;
-  return filters.some(({ exceptionMetatypes }: FilterMetadata) => {
-    if (!Array.isArray(exceptionMetatypes) || exceptionMetatypes.length === 0) return true;
-    return exceptionMetatypes.some((type) => typeof type === 'function' && exception instanceof type);
-  });
-}
 
 /** The wrapper of each handler, made on its first message (a handler is looked up under one route). */
 const wrappers = new WeakMap<Handler, { route: unknown; runner: RpcRunner; wrapped: Handler }>();
@@ -133,7 +114,7 @@ function fieldsToSend(): Record<string, string> | undefined {
  *   app set, and on a copy: the app's `NatsRecord` stays as it was).
  */
 export function hookMicroservices(pkg: MicroservicesPackage): void {
-  hookOnce(pkg.MicroservicesModule, (prototype) => {
+  hookOnce(pkg.MicroservicesModule?.prototype, (prototype: any) => {
     const setupListeners = prototype.setupListeners;
     if (typeof setupListeners !== 'function') return;
     prototype.setupListeners = function (this: unknown, container: any, server: unknown, ...rest: unknown[]) {
@@ -147,7 +128,7 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
     };
   });
 
-  hookOnce(pkg.Server, (prototype) => {
+  hookOnce(pkg.Server?.prototype, (prototype: any) => {
     const getHandlerByPattern = prototype.getHandlerByPattern;
     if (typeof getHandlerByPattern !== 'function') return;
     prototype.getHandlerByPattern = function (this: any, pattern: unknown, ...rest: unknown[]) {
@@ -170,7 +151,7 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
     };
   });
 
-  hookOnce(pkg.RpcExceptionsHandler, (prototype) => {
+  hookOnce(pkg.RpcExceptionsHandler?.prototype, (prototype: any) => {
     const handle = prototype.handle;
     if (typeof handle !== 'function') return;
     prototype.handle = function (this: { filters?: unknown }, exception: unknown, ...rest: unknown[]) {
@@ -185,7 +166,7 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
   });
 
   const metadataClients = [pkg.ClientTCP?.prototype, pkg.ClientRedis?.prototype].filter((p): p is object => typeof p === 'object');
-  hookOnce(pkg.ClientProxy, (prototype) => {
+  hookOnce(pkg.ClientProxy?.prototype, (prototype: any) => {
     const createPacket = prototype.createPacket;
     if (typeof createPacket !== 'function') return;
     prototype.createPacket = function (this: object, ...args: unknown[]) {
@@ -205,7 +186,7 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
     };
   });
 
-  hookOnce(pkg.ClientNats, (prototype) => {
+  hookOnce(pkg.ClientNats?.prototype, (prototype: any) => {
     const mergeHeaders = prototype.mergeHeaders;
     if (typeof mergeHeaders !== 'function') return;
     prototype.mergeHeaders = function (this: any, requestHeaders: any, ...rest: unknown[]) {

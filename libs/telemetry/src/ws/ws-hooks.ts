@@ -1,4 +1,5 @@
 import type { Operation } from '../request/operation.js';
+import { answeredByAppFilter, hookOnce } from '../errors/nest-hooks.js';
 import { currentOperation } from '../request/request-context.js';
 
 type Fn = (this: unknown, ...args: unknown[]) => unknown;
@@ -17,8 +18,6 @@ export interface WebSocketsPackage {
   MESSAGE_METADATA: string;
 }
 
-/** Marks a prototype this module has already hooked (several apps, several copies of the module). */
-const HOOKED = Symbol.for('nestjs-posthog-telemetry.ws-hooked');
 
 /**
  * What the hooks read, shared by every copy of the module in the process: the
@@ -81,24 +80,7 @@ export function upgradeRequestOf(client: unknown): unknown {
   return client !== null && typeof client === 'object' ? upgradeRequests.get(client) : undefined;
 }
 
-interface FilterMetadata {
-  exceptionMetatypes?: unknown[];
-}
 
-/** Whether one of the app's WS filters will take this exception, as Nest picks it. */
-function answeredByAppFilter(filters: unknown, exception: unknown): boolean {
-  if (!Array.isArray(filters)) return false;
-  return filters.some(({ exceptionMetatypes }: FilterMetadata) => {
-    if (!Array.isArray(exceptionMetatypes) || exceptionMetatypes.length === 0) return true;
-    return exceptionMetatypes.some((type) => typeof type === 'function' && exception instanceof type);
-  });
-}
-
-function hookOnce<T extends object>(prototype: T, hook: (prototype: T) => void): void {
-  if (Object.prototype.hasOwnProperty.call(prototype, HOOKED)) return;
-  Object.defineProperty(prototype, HOOKED, { value: true });
-  hook(prototype);
-}
 
 /**
  * `made`, the function each message of `callback`'s event calls, wrapped: for a
