@@ -16,6 +16,9 @@ interface AstNode {
  * (the one named `operationName`, else the only one); an anonymous operation is named by its first root
  * field. `graphql:(invalid)` when there is no document or no such operation: GraphQL refuses it.
  */
+/** Longest operation name kept in an endpoint. */
+const MAX_OPERATION_NAME = 200;
+
 export function graphqlEndpointOf(document: unknown, operationName: unknown): string {
   const definitions = (document as { definitions?: AstNode[] } | undefined)?.definitions;
   if (!Array.isArray(definitions)) return INVALID_GRAPHQL_OPERATION;
@@ -24,7 +27,8 @@ export function graphqlEndpointOf(document: unknown, operationName: unknown): st
   const operation = wanted ? operations.find((d) => d.name?.value === wanted) : operations.length === 1 ? operations[0] : undefined;
   if (!operation) return INVALID_GRAPHQL_OPERATION;
   const type = typeof operation.operation === 'string' ? operation.operation : 'query';
-  return `graphql:${type} ${nameOf(operation)}`;
+  // The client names it: bounded, as every endpoint is.
+  return `graphql:${type} ${nameOf(operation).slice(0, MAX_OPERATION_NAME)}`;
 }
 
 function nameOf(operation: AstNode): string {

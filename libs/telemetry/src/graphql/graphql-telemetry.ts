@@ -221,8 +221,12 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
         state.source = source;
         // A batch entry's context is made from the batch's (`Object.create`), which Mercurius formats the
         // entry's refusal with: the batch's context knows its entries.
+        // Only a real batch entry (its own `operationId`, made from a context with `operationsCount`): an app's
+        // context that is a class instance has a prototype that lives for good.
         const batch = Object.getPrototypeOf(context);
-        if (batch && batch !== Object.prototype && typeof batch === 'object') {
+        const isBatchEntry =
+          typeof context?.operationId === 'number' && batch && typeof batch === 'object' && Object.prototype.hasOwnProperty.call(batch, 'operationsCount');
+        if (isBatchEntry) {
           const entries = entriesOf.get(batch);
           if (entries) entries.push(state);
           else entriesOf.set(batch, [state]);

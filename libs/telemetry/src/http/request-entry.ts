@@ -42,24 +42,35 @@ type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
 function writeHeadKeepingRequestId(header: string): ServerResponse['writeHead'] {
   const name = header.toLowerCase();
   return function writeHead(this: ServerResponse, ...args: any[]) {
-    const id = operationOf(this.req)?.requestId;
-    if (id !== undefined && !this.headersSent) {
-      if (this.getHeader(name) !== id) this.setHeader(header, id);
-      // Fields passed to `writeHead` itself (Fastify passes its reply's) override the ones set before.
-      const fields = typeof args[1] === 'string' ? args[2] : args[1];
-      if (fields !== null && typeof fields === 'object') keepRequestIdIn(fields, name, id);
+    try {
+      const id = operationOf(this.req)?.requestId;
+      if (id !== undefined && !this.headersSent) {
+        if (this.getHeader(name) !== id) this.setHeader(header, id);
+        // Fields passed to `writeHead` itself (Fastify passes its reply's) override the ones set before:
+        // a copy of them carries the id, the caller's own object or array is left as it was.
+        const at = typeof args[1] === 'string' ? 2 : 1;
+        const fields = args[at];
+        if (fields !== null && typeof fields === 'object') args[at] = withRequestId(fields, name, id);
+      }
+    } catch {
+      /* the response goes as the app wrote it */
     }
     return Object.getPrototypeOf(this).writeHead.apply(this, args);
   } as ServerResponse['writeHead'];
 }
 
-/** Puts `id` as the value of the `name` header among `writeHead`'s fields: an object, or `[name, value, …]`. */
-function keepRequestIdIn(fields: any, name: string, id: string): void {
+/** `writeHead`'s fields (an object, or `[name, value, …]`) with `id` as the value of the `name` header, if they name it: a copy. */
+function withRequestId(fields: any, name: string, id: string): unknown {
   if (Array.isArray(fields)) {
-    for (let i = 0; i + 1 < fields.length; i += 2) if (String(fields[i]).toLowerCase() === name) fields[i + 1] = id;
-  } else {
-    for (const key of Object.keys(fields)) if (key.toLowerCase() === name) fields[key] = id;
+    let copy: unknown[] | undefined;
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      if (String(fields[i]).toLowerCase() === name && fields[i + 1] !== id) (copy ??= [...fields])[i + 1] = id;
+    }
+    return copy ?? fields;
   }
+  let copy: Record<string, unknown> | undefined;
+  for (const key of Object.keys(fields)) if (key.toLowerCase() === name && fields[key] !== id) (copy ??= { ...fields })[key] = id;
+  return copy ?? fields;
 }
 
 /**
@@ -69,7 +80,9 @@ function keepRequestIdIn(fields: any, name: string, id: string): void {
 function adoptRequestIdInFastify(fastify: any): void {
   const own = fastify?.genReqId;
   if (typeof fastify?.setGenReqId !== 'function' || typeof own !== 'function') return;
-  fastify.setGenReqId((req: any) => operationOf(req)?.requestId ?? own(req));
+  fastify.setGenReqId(function (this: unknown, req: any) {
+    return operationOf(req)?.requestId ?? own.call(this, req);
+  });
 }
 
 /**

@@ -125,6 +125,10 @@ export class SharedPostHog extends PostHog {
   // posthog-node calls it (after `before_send`) just before queueing an event: room is made in the byte budget.
   protected override processBeforeEnqueue(message: any): any {
     const kept = super.processBeforeEnqueue(message);
+    // The request's record rides in the context under a symbol key, for `before_send`: a queued event must not
+    // keep the request (its socket, body and user) alive until it is delivered.
+    const properties = kept?.properties;
+    if (properties && typeof properties === 'object') for (const key of Object.getOwnPropertySymbols(properties)) delete (properties as Record<symbol, unknown>)[key];
     if (kept === null || this.queueAccount === undefined) return kept;
     return this.queueAccount.admit(kept, this.persistedQueueKeyForRoute(this.getQueueRouteKey(kept)));
   }

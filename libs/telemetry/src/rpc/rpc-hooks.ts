@@ -175,8 +175,10 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
         if (packet && typeof packet === 'object' && metadataClients.some((p) => p.isPrototypeOf(this))) {
           const fields = fieldsToSend();
           if (fields) {
+            // A copy: the app's own metadata object may be shared by every message it sends.
             const metadata = packet.metadata;
-            packet.metadata = withFields(metadata !== null && typeof metadata === 'object' ? metadata : {}, fields);
+            if (metadata === undefined || metadata === null) packet.metadata = { ...fields };
+            else if (Object.getPrototypeOf(metadata) === Object.prototype) packet.metadata = withFields({ ...metadata }, fields);
           }
         }
       } catch {
