@@ -140,11 +140,11 @@ if [[ "$CHECK_TARBALL" != 0 ]]; then
 
 entries="$(tar tzf "$TARBALL")"
 entry_count="$(printf '%s\n' "$entries" | grep -c .)"
-unexpected="$(printf '%s\n' "$entries" | grep -Ev '^package/(dist/.+|package\.json|README\.md)$')"
+unexpected="$(printf '%s\n' "$entries" | grep -Ev '^package/(dist/.+|package\.json|README\.md|LICENSE)$')"
 if [[ -z "$unexpected" ]]; then
-  pass "tarball holds only dist/, package.json and README.md ($entry_count files)"
+  pass "tarball holds only dist/, package.json, README.md and LICENSE ($entry_count files)"
 else
-  fail "tarball holds only dist/, package.json and README.md; also found:"
+  fail "tarball holds only dist/, package.json, README.md and LICENSE; also found:"
   printf '%s\n' "$unexpected" | sed 's/^/      | /' | head -n 20
 fi
 leaked="$(printf '%s\n' "$entries" | grep -E '(^package/src/|/src/|\.spec\.|\.e2e-spec\.|\.test\.|\.tsbuildinfo$)')"
