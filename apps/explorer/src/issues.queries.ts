@@ -186,6 +186,19 @@ export class IssueQueries {
       }
     }
     const out: Occurrence[] = [];
+    // What an occurrence says of its event row, whichever event stands for it.
+    const rowFields = (r: Record<string, any>) => ({
+      uuid: r.uuid,
+      timestamp: new Date(r.ts_ms).toISOString(),
+      ts_ms: r.ts_ms,
+      distinct_id: r.distinct_id,
+      request_id: r.request_id,
+      session_id: r.session_id,
+      method: r.method,
+      endpoint: r.endpoint,
+      status_code: r.status_code,
+      error_type: r.error_type,
+    });
     for (const r of parsed) {
       const p = r.p;
       if (r.event === 'api_error') {
@@ -193,16 +206,7 @@ export class IssueQueries {
         const first = exception?.p.$exception_list?.[0];
         const frames = exceptionFrames(first);
         out.push({
-          uuid: r.uuid,
-          timestamp: new Date(r.ts_ms).toISOString(),
-          ts_ms: r.ts_ms,
-          distinct_id: r.distinct_id,
-          request_id: r.request_id,
-          session_id: r.session_id,
-          method: r.method,
-          endpoint: r.endpoint,
-          status_code: r.status_code,
-          error_type: r.error_type,
+          ...rowFields(r),
           exception_type: str(p.exception_type) ?? str(first?.type) ?? 'Error',
           message: str(p.error_message) ?? str(first?.value),
           exception_uuid: str(p.$exception_uuid) ?? exception?.uuid ?? null,
@@ -214,16 +218,7 @@ export class IssueQueries {
         // An exception no api_error stands for: a job, an event handler, a browser error.
         const first = isObject(p.$exception_list?.[0]) ? p.$exception_list[0] : undefined;
         out.push({
-          uuid: r.uuid,
-          timestamp: new Date(r.ts_ms).toISOString(),
-          ts_ms: r.ts_ms,
-          distinct_id: r.distinct_id,
-          request_id: r.request_id,
-          session_id: r.session_id,
-          method: r.method,
-          endpoint: r.endpoint,
-          status_code: r.status_code,
-          error_type: r.error_type,
+          ...rowFields(r),
           exception_type: str(first?.type) ?? str(p.$exception_type) ?? 'Error',
           message: str(first?.value) ?? str(p.$exception_message),
           exception_uuid: r.uuid,
