@@ -115,11 +115,13 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
   });
 
   it('sends a server error to PostHog Error Tracking once, linked to its api_error', async () => {
-    const { named } = await eventsOf('/errors/application', 500, { 'X-POSTHOG-SESSION-ID': 'sess-9', 'X-POSTHOG-DISTINCT-ID': 'browser-9' });
+    // An anonymous visitor's id as posthog-js makes it (the only kind taken by default).
+    const browser = '0190b7c2-5e1a-7c3d-9f00-1234567890ab';
+    const { named } = await eventsOf('/errors/application', 500, { 'X-POSTHOG-SESSION-ID': 'sess-9', 'X-POSTHOG-DISTINCT-ID': browser });
     const [exception, ...more] = named('$exception');
     const [apiError] = named('api_error');
     expect(more).toEqual([]);
-    expect(exception.distinct_id).toBe('browser-9');
+    expect(exception.distinct_id).toBe(browser);
     expect(exception.properties).toMatchObject({
       request_id: apiError.properties.request_id,
       endpoint: '/errors/application',

@@ -211,7 +211,7 @@ let sequence = 0;
 async function idsOf(app: INestApplication, logs: LogLines, capture: CaptureServer | undefined, incoming: string | undefined, path = '/ids'): Promise<{ ids: Ids; sent?: string }> {
   const n = ++sequence;
   const url = `${path}${path.includes('?') ? '&' : '?'}probe=${n}`;
-  const distinct = `probe-${process.pid}-${n}`;
+  const distinct = randomUUID(); // an anonymous posthog-js id: the shape the frontend header is taken in
   const sent = incoming === 'kept' ? `client-${process.pid}-${n}` : incoming;
   let call = request(app.getHttpServer()).get(url).set('X-POSTHOG-DISTINCT-ID', distinct);
   if (sent !== undefined) call = call.set('X-Request-ID', sent);

@@ -5,6 +5,8 @@ import { CaptureServer, type CapturedEvent } from './support/capture-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** An anonymous posthog-js distinct id (UUIDv7), as its `tracing_headers` send it. */
+const BROWSER_ID = '0193a5b2-7c4e-7d1f-9a2b-3c4d5e6f7a8b';
 const SLOW_THRESHOLD_MS = 300;
 const TRACEBACK_LIMIT = 1500;
 
@@ -28,6 +30,12 @@ class HostileController {
   @Get('null')
   nothing() {
     throw null;
+  }
+
+  /** A route whose parameter looks like a static file's name. */
+  @Get('reports/:name')
+  report() {
+    throw new Error('report generation failed');
   }
 }
 
@@ -141,20 +149,33 @@ describe.each(ADAPTERS)('TelemetryModule over %s', (adapter) => {
       expect(ea.distinct_id).not.toBe(eb.distinct_id);
     });
 
-    it('uses the frontend PostHog distinct id and session for anonymous requests', async () => {
+    it('uses the frontend PostHog distinct id and session for anonymous requests, personless', async () => {
       const id = freshId('frontend');
       await http
         .post('/items')
         .set('X-Request-ID', id)
-        .set('X-POSTHOG-DISTINCT-ID', 'browser-distinct-1')
+        .set('X-POSTHOG-DISTINCT-ID', BROWSER_ID)
         .set('X-POSTHOG-SESSION-ID', '019a3b6b-634f-72e5-a430-d105b888fb87')
         .send({ name: 'Nachos' })
         .expect(201);
       const [event] = await settled(id, ['api_request']);
-      expect(event.distinct_id).toBe('browser-distinct-1');
+      expect(event.distinct_id).toBe(BROWSER_ID);
       expect(event.properties.$session_id).toBe('019a3b6b-634f-72e5-a430-d105b888fb87');
-      expect(event.properties.$process_person_profile).toBeUndefined();
+      // A client's claim never creates or updates a person profile.
+      expect(event.properties.$process_person_profile).toBe(false);
       expect(event.properties).toMatchObject({ endpoint: '/items', method: 'POST', status_code: 201, success: true });
+    });
+
+    it("does not let an anonymous client write as an identified person (X-POSTHOG-DISTINCT-ID: someone's user id)", async () => {
+      for (const claim of ['user_12345', 'alice@example.com']) {
+        const id = freshId('spoof');
+        await http.get('/items/1').set('X-Request-ID', id).set('X-POSTHOG-DISTINCT-ID', claim).expect(200);
+        const [event] = await settled(id, ['api_request']);
+        expect(event.distinct_id).not.toBe(claim);
+        expect(event.distinct_id).toMatch(UUID_V4);
+        expect(event.properties.$process_person_profile).toBe(false);
+        expect(JSON.stringify(event)).not.toContain(claim);
+      }
     });
 
     it('uses the authenticated user, whatever the distinct id header says', async () => {
@@ -288,7 +309,7 @@ describe.each(ADAPTERS)('TelemetryModule over %s', (adapter) => {
         .post('/chat')
         .set('X-Request-ID', id)
         .set('X-POSTHOG-SESSION-ID', 'session-42')
-        .set('X-POSTHOG-DISTINCT-ID', 'browser-7')
+        .set('X-POSTHOG-DISTINCT-ID', BROWSER_ID)
         .send({ message: 'hello' })
         .expect(201);
       expect(res.body.request_id).toBe(id);
@@ -297,12 +318,12 @@ describe.each(ADAPTERS)('TelemetryModule over %s', (adapter) => {
       const [reply] = named(events, 'chat_reply_generated');
       const [apiRequest] = named(events, 'api_request');
       for (const event of [sent, reply]) {
-        expect(event.distinct_id).toBe('browser-7');
+        expect(event.distinct_id).toBe(BROWSER_ID);
         expect(event.properties).toMatchObject({ request_id: id, $session_id: 'session-42', environment: 'test', user_id: 'anonymous' });
       }
       expect(sent.properties.message_length).toBe(5);
       expect(reply.properties.$lib).toBe('posthog-node');
-      expect(apiRequest.distinct_id).toBe('browser-7');
+      expect(apiRequest.distinct_id).toBe(BROWSER_ID);
     });
   });
 
@@ -321,6 +342,16 @@ describe.each(ADAPTERS)('TelemetryModule over %s', (adapter) => {
       await http.get('/items/1').set('X-Request-ID', control).expect(200);
       await settled(control, ['api_request']);
       expect(eventsOf(id)).toEqual([]);
+    });
+
+    it('records a route of the app whatever its path ends with, and its error', async () => {
+      for (const path of ['/hostile/reports/42.js', '/hostile/reports/q3.png', '/hostile/reports/notes.txt']) {
+        const id = freshId('static-looking');
+        await http.get(path).set('X-Request-ID', id).expect(500);
+        const events = await settled(id, ['api_request', 'api_error']);
+        expect(named(events, 'api_request')[0].properties).toMatchObject({ endpoint: '/hostile/reports/:name', status_code: 500 });
+        expect(named(events, 'api_error')[0].properties.error_message).toContain('report generation failed');
+      }
     });
   });
 

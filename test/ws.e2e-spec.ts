@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import 'reflect-metadata';
 import {
   Catch,
@@ -426,9 +427,10 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
     it('ids from socket.io\'s auth or the query when the client cannot send headers (a browser)', async () => {
       const connectionId = fresh(`${kind}-${adapter}-query`);
       const port = portOf(withModule);
-      const ids = `requestId=${connectionId}&posthogSessionId=s-${connectionId}&posthogDistinctId=d-${connectionId}`;
+      const distinct = randomUUID(); // an anonymous visitor's id as posthog-js makes it
+      const ids = `requestId=${connectionId}&posthogSessionId=s-${connectionId}&posthogDistinctId=${distinct}`;
       if (kind === 'socket.io') {
-        const socket = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, forceNew: true, auth: { requestId: connectionId, posthogSessionId: `s-${connectionId}`, posthogDistinctId: `d-${connectionId}` } });
+        const socket = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, forceNew: true, auth: { requestId: connectionId, posthogSessionId: `s-${connectionId}`, posthogDistinctId: distinct } });
         try {
           await new Promise<void>((resolve, reject) => (socket.once('connect', () => resolve()), socket.once('connect_error', reject)));
           expect(await socket.emitWithAck('sum', [1, 1])).toBe(2);
@@ -449,7 +451,8 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
       const events = await capture.waitFor((all) => all.some((e) => e.event === 'api_request' && e.properties.request_id === `${connectionId}:1`));
       const event = events.find((e) => e.event === 'api_request' && e.properties.request_id === `${connectionId}:1`)!;
       expect(event.properties).toMatchObject({ endpoint: 'ws:sum', $session_id: `s-${connectionId}`, user_id: 'anonymous' });
-      expect(event.distinct_id).toBe(`d-${connectionId}`);
+      expect(event.distinct_id).toBe(distinct);
+      expect(event.properties.$process_person_profile).toBe(false);
     });
   });
 

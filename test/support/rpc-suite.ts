@@ -25,6 +25,8 @@ import { ask, comparable } from './twin-apps.js';
 let sequence = 0;
 const fresh = (label: string) => `${label}-${process.pid}-${++sequence}`;
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** An anonymous visitor's distinct id, in the shape posthog-js makes it (the only kind taken from a header by default). */
+const VISITOR = '0193a5b2-7c4e-7d1f-9a2b-3c4d5e6f7a8b';
 
 /** Something to close at the end of a test, whatever happened. */
 type Closable = { close(): Promise<unknown> | unknown };
@@ -267,13 +269,13 @@ function describeTransport(label: string, address: () => Promise<TransportAddres
       const journey = fresh('journey');
       await ask(caller, {
         path: '/call/sum',
-        headers: { 'x-request-id': journey, 'x-posthog-session-id': 'session-42', 'x-posthog-distinct-id': 'visitor-7' },
+        headers: { 'x-request-id': journey, 'x-posthog-session-id': 'session-42', 'x-posthog-distinct-id': VISITOR },
       });
       await capture.waitFor(() => capture.forRequest(journey).filter((e) => e.event === 'api_request').length === 2);
       for (const event of capture.forRequest(journey)) {
         expect({ endpoint: event.properties.endpoint, distinct_id: event.distinct_id, session: event.properties.$session_id }).toEqual({
           endpoint: event.properties.endpoint,
-          distinct_id: 'visitor-7',
+          distinct_id: VISITOR,
           session: 'session-42',
         });
       }

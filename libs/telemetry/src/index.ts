@@ -8,12 +8,14 @@ export { getRequestContext, requestIdOf, type TelemetryRequestContext } from './
 export { POSTHOG_CLIENT } from './telemetry.constants.js';
 export {
   DEFAULT_EXCLUDE_PATHS,
+  DEFAULT_STATIC_PATHS,
   type CategorizeError,
   type TelemetryModuleOptions,
   type TelemetryUser,
 } from './telemetry.options.js';
 export { ErrorCategory, categorizeError, type ErrorCategoryRule } from './errors/error-categorizer.js';
 export { isValidRequestId } from './request/request-id.js';
+export type { FrontendIdentityPolicy } from './request/frontend-identity.js';
 export { UNMATCHED_ROUTE } from './http/route-template.js';
 export { redactEmails, redactSecrets, REDACTED, type RedactOption } from './privacy/redact.js';
 export type { TelemetryEvent } from './events/telemetry-events.js';

@@ -2,6 +2,7 @@ import { jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
 import {
   DEFAULT_EXCLUDE_PATHS,
+  DEFAULT_STATIC_PATHS,
   DEFAULT_HOST,
   defaultResolveUser,
   isExcludedPath,
@@ -186,8 +187,20 @@ describe('resolveTelemetryOptions', () => {
   });
 });
 
+describe('frontendIdentity', () => {
+  it('is anonymous by default, read from POSTHOG_FRONTEND_IDENTITY, and the option wins', () => {
+    expect(resolveTelemetryOptions({}, {}).frontendIdentity).toBe('anonymous');
+    expect(resolveTelemetryOptions({}, { POSTHOG_FRONTEND_IDENTITY: 'Trusted' }).frontendIdentity).toBe('trusted');
+    expect(resolveTelemetryOptions({ frontendIdentity: 'ignored' }, { POSTHOG_FRONTEND_IDENTITY: 'trusted' }).frontendIdentity).toBe('ignored');
+  });
+
+  it('falls back to the safe default on an unknown value', () => {
+    expect(resolveTelemetryOptions({}, { POSTHOG_FRONTEND_IDENTITY: 'everyone' }).frontendIdentity).toBe('anonymous');
+  });
+});
+
 describe('isExcludedPath', () => {
-  it.each(['/health', '/health/db', '/health/deep/check', '/healthz', '/healthcheck', '/livez', '/readyz', '/ready', '/ping', '/api/health', '/api/healthz', '/api/v1/readyz', '/api/v2/health/db', '/v1/livez/', '/api/ping', '/favicon.ico', '/robots.txt', '/static/app.js', '/assets/logo.png', '/assets/STYLE.CSS', '/fonts/a.woff2', '/index.html'])(
+  it.each(['/health', '/health/db', '/health/deep/check', '/healthz', '/healthcheck', '/livez', '/readyz', '/ready', '/ping', '/api/health', '/api/healthz', '/api/v1/readyz', '/api/v2/health/db', '/v1/livez/', '/api/ping'])(
     'excludes %s by default',
     (path) => {
       expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(true);
@@ -197,6 +210,14 @@ describe('isExcludedPath', () => {
   it.each(['/items/1', '/healthy', '/api/health-report', '/api/healthy/1', '/', '/pingpong', '/users/ready-check', '/ready/orders', '/ping/1', '/docs/js', '/report.pdf'])(
     'does not exclude %s by default',
     (path) => {
+      expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(false);
+    },
+  );
+
+  it.each(['/favicon.ico', '/robots.txt', '/static/app.js', '/assets/logo.png', '/assets/STYLE.CSS', '/fonts/a.woff2', '/index.html'])(
+    'takes %s for a static file (left out only when no route answers it), not an excluded path',
+    (path) => {
+      expect(isExcludedPath(path, DEFAULT_STATIC_PATHS)).toBe(true);
       expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(false);
     },
   );

@@ -4,6 +4,7 @@ import type { ErrorCategoryRule } from './errors/error-categorizer.js';
 import type { IgnoreErrorRule } from './errors/ignored-errors.js';
 import type { RedactOption } from './privacy/redact.js';
 import type { TelemetryEvent } from './events/telemetry-events.js';
+import { FRONTEND_IDENTITY_POLICIES, type FrontendIdentityPolicy } from './request/frontend-identity.js';
 
 /** The user an event belongs to, as returned by `resolveUser`. */
 export interface TelemetryUser {
@@ -32,8 +33,28 @@ export interface TelemetryModuleOptions {
   internalDomains?: string[];
   /** What happens to requests of internal users: `drop` (default) sends nothing, `tag` adds `is_internal_user: true`. */
   internalUsers?: 'drop' | 'tag';
-  /** Paths with no events: exact paths, path prefixes ending in `/*`, or regular expressions. Default {@link DEFAULT_EXCLUDE_PATHS}. */
+  /**
+   * Paths with no events, whether a route answers them or not: exact paths, path prefixes ending in `/*`,
+   * or regular expressions, matched on the path as requested (no query string).
+   * @default DEFAULT_EXCLUDE_PATHS (health and readiness probes)
+   */
   excludePaths?: Array<string | RegExp>;
+  /**
+   * Paths of static files: no events when no route of the app answered them (a static-files middleware,
+   * a 404 for a missing asset). A route of the app is always recorded, whatever its path ends with
+   * (`GET /reports/:name` asked for `/reports/q3.pdf`); mark one with `@SkipTelemetry()` to leave it out.
+   * @default DEFAULT_STATIC_PATHS (favicon, robots.txt, and files with a static file's extension)
+   */
+  staticPaths?: Array<string | RegExp>;
+  /**
+   * What the frontend's `X-POSTHOG-DISTINCT-ID` may do for requests no user is known for. `anonymous`: only an
+   * id in the shape posthog-js gives anonymous visitors is taken, and its events are personless (any client can
+   * send any value: an identified person's id cannot be claimed); `trusted`: any id, with person processing (a
+   * frontend reached only through your own authenticating proxy); `ignored`. An authenticated user always wins.
+   * Env: `POSTHOG_FRONTEND_IDENTITY`.
+   * @default 'anonymous'
+   */
+  frontendIdentity?: FrontendIdentityPolicy;
   /**
    * Also record CORS preflights (`OPTIONS` with `Access-Control-Request-Method`, answered by `enableCors`):
    * one per cross-origin call that sends custom headers, such as posthog-js's tracing headers.
@@ -148,14 +169,22 @@ export interface TelemetryModuleOptions {
 }
 
 /**
- * Health checks, favicon and static files: no events by default. Probes are
- * matched wherever they sit (`/health`, `/api/health`, `/api/v1/readyz`, behind
- * a global prefix or a version): `health` with anything below it, the other
- * names as the last segment of the path.
+ * Health and readiness probes: no events by default, answered by a route or
+ * not. They are matched wherever they sit (`/health`, `/api/health`,
+ * `/api/v1/readyz`, behind a global prefix or a version): `health` with
+ * anything below it, the other names as the last segment of the path.
  */
 export const DEFAULT_EXCLUDE_PATHS: ReadonlyArray<string | RegExp> = [
   /\/health(?:\/|$)/i,
   /\/(?:healthz|healthcheck|livez|readyz|ready|live|ping)\/?$/i,
+];
+
+/**
+ * Static files: no events by default when no route of the app answered them
+ * (see `staticPaths`). A route's parameter may end in `.js` or `.png`: the
+ * route is recorded all the same.
+ */
+export const DEFAULT_STATIC_PATHS: ReadonlyArray<string | RegExp> = [
   '/favicon.ico',
   '/robots.txt',
   /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|woff2?|ttf|eot|txt|html?)$/i,
@@ -201,6 +230,8 @@ export interface ResolvedTelemetryOptions {
   internalDomains: string[];
   internalUsers: 'drop' | 'tag';
   excludePaths: Array<string | RegExp>;
+  staticPaths: Array<string | RegExp>;
+  frontendIdentity: FrontendIdentityPolicy;
   capturePreflights: boolean;
   requestIdHeader: string;
   resolveUser: (request: any) => TelemetryUser | null | undefined;
@@ -310,6 +341,8 @@ export function resolveTelemetryOptions(
     internalDomains: domains.map((d) => d.trim().toLowerCase().replace(/^@/, '')).filter(Boolean),
     internalUsers: options.internalUsers ?? 'drop',
     excludePaths: [...(options.excludePaths ?? DEFAULT_EXCLUDE_PATHS)],
+    staticPaths: [...(options.staticPaths ?? DEFAULT_STATIC_PATHS)],
+    frontendIdentity: frontendIdentityPolicy(options.frontendIdentity ?? blankToUndefined(env.POSTHOG_FRONTEND_IDENTITY)),
     capturePreflights: options.capturePreflights ?? false,
     requestIdHeader: (options.requestIdHeader ?? 'x-request-id').toLowerCase(),
     resolveUser: options.resolveUser ?? defaultResolveUser,
@@ -354,4 +387,13 @@ export function isExcludedPath(path: string, excludePaths: ReadonlyArray<string 
     }
   }
   return false;
+}
+
+/** The `frontendIdentity` policy; an unknown value falls back to the safe default, with a warning. */
+function frontendIdentityPolicy(value: string | undefined): FrontendIdentityPolicy {
+  if (value === undefined) return 'anonymous';
+  const policy = value.trim().toLowerCase() as FrontendIdentityPolicy;
+  if (FRONTEND_IDENTITY_POLICIES.includes(policy)) return policy;
+  logger.warn(`frontendIdentity: unknown value "${value}", using "anonymous"`);
+  return 'anonymous';
 }

@@ -66,3 +66,14 @@ export function decideOutcome(op: FinishedOperation, rules: OutcomeRules): Outco
     error,
   };
 }
+
+/**
+ * An error noted after its operation ended (the client went away first, a
+ * handler that failed after its response was sent): it shaped no answer, so it
+ * weighs as its own status (500 when it has none). `undefined`: not reported.
+ */
+export function decideLateError(error: unknown, rules: OutcomeRules): ErrorOutcome | undefined {
+  if (isIgnoredError(error, rules.ignoreErrors)) return undefined;
+  const severity = httpStatusOf(error) ?? 500;
+  return { value: error, severity, tracked: isTracked(severity, rules.captureExceptionsMinStatus), handled: false };
+}

@@ -296,6 +296,7 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
         requestId: http?.requestId,
         sessionId: http?.sessionId,
         frontendDistinctId: http?.frontendDistinctId,
+        frontendIdClaimed: http?.frontendIdClaimed,
         skip: http?.skip,
         traceparent: traceparentOf(http),
         standalone: http !== undefined,

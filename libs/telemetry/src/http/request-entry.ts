@@ -7,6 +7,8 @@ import { TelemetryFailures } from '../telemetry-failures.js';
 import { hookNestErrorPaths } from './nest-error-hooks.js';
 import { attachOperation, operationOf } from '../request/request-context.js';
 import { resolveRequestId } from '../request/request-id.js';
+import { frontendDistinctId } from '../request/frontend-identity.js';
+import type { Operation } from '../request/operation.js';
 import { pathOf } from './route-template.js';
 import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import { isExcludedPath, type ResolvedTelemetryOptions } from '../telemetry.options.js';
@@ -33,6 +35,10 @@ function isPreflight(req: IncomingMessage): boolean {
 }
 
 type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The operations of a connection whose response has not closed yet, and the response of each. */
+const OPEN = Symbol('nestjs-posthog-telemetry.open-operations');
+type OpenOperations = Map<Operation, ServerResponse>;
 
 /**
  * A `res.writeHead` that sends the module's id in the request id header whatever was set since the request
@@ -135,6 +141,29 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     this.server?.off('request', this.listener);
   }
 
+  /**
+   * The operation finishes at the response's `close`: once it is sent, or when the client went away first.
+   * Requests pipelined behind it on a connection the client half-closed get no `close` of their own when
+   * the connection goes: the connection's `close` finishes those still open.
+   */
+  private finishOnClose(operation: Operation, req: IncomingMessage, res: ServerResponse): void {
+    const socket = req.socket as (typeof req.socket & { [OPEN]?: OpenOperations }) | null;
+    let open = socket?.[OPEN];
+    if (socket && open === undefined) {
+      const operations = (open = new Map());
+      socket[OPEN] = operations;
+      socket.once('close', () => {
+        for (const [pending, response] of operations) this.operations.finish(pending, response.statusCode, response.writableFinished);
+        operations.clear();
+      });
+    }
+    open?.set(operation, res);
+    res.once('close', () => {
+      open?.delete(operation);
+      this.operations.finish(operation, res.statusCode, res.writableFinished);
+    });
+  }
+
   private enter(req: IncomingMessage, res: ServerResponse): void {
     if (operationOf(req)) return; // two modules on one server: the first one owns the request
     const startedAt = performance.now();
@@ -153,18 +182,19 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
           requestId,
           method: req.method ?? 'UNKNOWN',
           sessionId: tracingHeader(headers['x-posthog-session-id']),
-          frontendDistinctId: tracingHeader(headers['x-posthog-distinct-id']),
+          frontendDistinctId: frontendDistinctId(tracingHeader(headers['x-posthog-distinct-id']), this.options.frontendIdentity),
+          frontendIdClaimed: this.options.frontendIdentity === 'anonymous',
           rawUrl: req.url,
           request: req,
           traceparent: headers.traceparent,
+          // Static files are left out only at the end, once it is known that no route answered.
           skip: (!this.options.capturePreflights && isPreflight(req)) || isExcludedPath(pathOf(req.url), this.options.excludePaths),
           standalone: true,
         },
         startedAt,
       );
       attachOperation(req, operation);
-      // `close` fires once the response is sent, or when the client went away first.
-      if (!operation.skip) res.once('close', () => this.operations.finish(operation, res.statusCode, res.writableFinished));
+      if (!operation.skip) this.finishOnClose(operation, req, res);
       this.operations.enter(operation);
     } catch (error) {
       // Telemetry never stands between a request and the app: it goes on untracked.

@@ -27,9 +27,34 @@ describe('Operation', () => {
     o.noteError(first);
     o.noteError(new Error('second'), true);
     expect(o.error).toBe(first);
-    expect(o.finish(500, true, 110).errorAnswered).toBe(false);
     o.noteError(first, true);
     expect(o.finish(500, true, 110).errorAnswered).toBe(true);
+  });
+
+  it('an error noted after the end is handed on once, as late; the one it ended with is not', () => {
+    const late: unknown[] = [];
+    const first = new Error('first');
+    const o = new Operation({ ...start(), onLateError: (_op, error) => late.push(error) });
+    o.noteError(first);
+    expect(o.finish(500, true, 110).error).toBe(first);
+    o.noteError(first, true);
+    const after = new Error('after the end');
+    o.noteError(after);
+    o.noteError(new Error('and another'));
+    expect(late).toEqual([after]);
+    expect(o.ended).toBe(true);
+    expect(o.endStatus).toBe(500);
+  });
+
+  it('a claimed frontend id is personless until a user is known; a trusted one is not', () => {
+    let user: { id: string } | undefined;
+    const claimed = new Operation({ ...start(), frontendDistinctId: 'f-1', frontendIdClaimed: true, resolveUser: () => user });
+    expect(claimed.distinctId).toBe('f-1');
+    expect(claimed.personless).toBe(true);
+    expect(new Operation({ ...start(), frontendDistinctId: 'f-1', frontendIdClaimed: false }).personless).toBe(false);
+    user = { id: 'u-1' };
+    expect(claimed.distinctId).toBe('u-1');
+    expect(claimed.personless).toBe(false);
   });
 
   it('a body stream that failed makes a cut response the server’s failure, not a client that left', () => {

@@ -33,6 +33,8 @@ export interface OperationStart {
   sessionId?: string;
   /** The frontend's PostHog distinct id (`X-POSTHOG-DISTINCT-ID`), used only while no user is known. */
   frontendDistinctId?: string;
+  /** The frontend distinct id is a client's unverified claim: its events are personless (`frontendIdentity: 'anonymous'`). */
+  frontendIdClaimed?: boolean;
   /** The URL as it arrived, kept out of error messages. */
   rawUrl?: string;
   /** The request as the transport has it; auth guards decorate the adapter's with `user`. */
@@ -40,6 +42,8 @@ export interface OperationStart {
   resolveUser: UserResolver;
   /** No events for this operation (an excluded path, a preflight, the module turned off). */
   skip: boolean;
+  /** Called for an error noted after the operation ended (a handler that fails after its response was sent). */
+  onLateError?: (operation: Operation, error: unknown) => void;
   /** The trace it continues (an incoming `traceparent`, the enclosing operation, the app's tracer); a new one otherwise. */
   trace?: TraceStart;
   /**
@@ -93,6 +97,11 @@ export class Operation implements TelemetryRequestContext {
   #request: unknown;
   #user: TelemetryUser | undefined = undefined;
   #anonymousId: string | undefined = undefined;
+  #ended = false;
+  #status = 0;
+  #lateErrors = 0;
+  readonly #frontendIdClaimed: boolean;
+  readonly #onLateError: ((operation: Operation, error: unknown) => void) | undefined;
   readonly #resolveUser: UserResolver;
 
   constructor(start: OperationStart) {
@@ -108,6 +117,8 @@ export class Operation implements TelemetryRequestContext {
     this.#request = start.request;
     this.#resolveUser = start.resolveUser;
     this.#skip = start.skip;
+    this.#frontendIdClaimed = start.frontendIdClaimed === true;
+    this.#onLateError = start.onLateError;
   }
 
   /** W3C trace id (32 hex): continued from the caller or the app's tracer, or new. */
@@ -123,6 +134,21 @@ export class Operation implements TelemetryRequestContext {
   /** W3C trace flags (`01`: sampled), as received, else `01`. */
   get traceFlags(): string {
     return this.#trace.flags;
+  }
+
+  /** The frontend distinct id is a client's unverified claim (see `frontendIdentity`). */
+  get frontendIdClaimed(): boolean {
+    return this.#frontendIdClaimed;
+  }
+
+  /** The operation has finished: what is noted now is late. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /** The status the operation ended with (499: the client went away first); 0 before the end. */
+  get endStatus(): number {
+    return this.#status;
   }
 
   /** The route template, once a route was reached. */
@@ -153,9 +179,9 @@ export class Operation implements TelemetryRequestContext {
     return this.user?.id ?? this.frontendDistinctId ?? (this.#anonymousId ??= randomUUID());
   }
 
-  /** True when no person should be created for the events (no user, no frontend id). */
+  /** True when no person should be created for the events: no user, and no frontend id or only a client's claim of one. */
   get personless(): boolean {
-    return this.user === undefined && this.frontendDistinctId === undefined;
+    return this.user === undefined && (this.frontendDistinctId === undefined || this.#frontendIdClaimed);
   }
 
   get userId(): string {
@@ -200,6 +226,11 @@ export class Operation implements TelemetryRequestContext {
    * there is the operation's.
    */
   noteError(error: unknown, answered = false, seenAt?: { request: unknown; endpoint: string | undefined }): void {
+    if (this.#ended) {
+      // After the end (the client gave up, a handler failed after sending): its own report, once per operation.
+      if (error !== this.#error && this.#lateErrors++ === 0) this.#onLateError?.(this, error);
+      return;
+    }
     if (seenAt) {
       this.#request = seenAt.request;
       this.#endpoint ??= seenAt.endpoint;
@@ -226,15 +257,19 @@ export class Operation implements TelemetryRequestContext {
   finish(status: number, sentWhole: boolean, now: number): FinishedOperation {
     const streamError = sentWhole ? undefined : this.#stream?.errored;
     if (streamError !== undefined && streamError !== null) this.noteError(streamError);
+    const sent = sentWhole || this.#hasError;
+    this.#ended = true;
+    this.#status = sent ? status : 499;
     return {
       endpoint: this.#endpoint,
       method: this.method,
       status,
-      sent: sentWhole || this.#hasError,
+      sent,
       durationMs: now - this.startedAt,
       hasError: this.#hasError,
       error: this.#error,
       errorAnswered: this.#errorAnswered,
     };
   }
+
 }

@@ -22,6 +22,8 @@ export interface OperationInit {
   requestId?: unknown;
   sessionId?: string;
   frontendDistinctId?: string;
+  /** `frontendDistinctId` is a client's unverified claim: personless events. */
+  frontendIdClaimed?: boolean;
   rawUrl?: string;
   /** The request the user is read from (`resolveUser`), as the transport has it. */
   request?: unknown;
@@ -68,17 +70,21 @@ export class Operations {
       startedAt,
       sessionId: init.sessionId ?? outer?.sessionId,
       frontendDistinctId: init.frontendDistinctId ?? outer?.frontendDistinctId,
+      frontendIdClaimed: init.frontendDistinctId !== undefined ? init.frontendIdClaimed : outer?.frontendIdClaimed,
       rawUrl: init.rawUrl,
       request: init.request,
       resolveUser: this.resolveUser,
       skip: this.options.mode === 'off' || init.skip === true,
       trace: this.traceOf(init, outer),
       laterTrace: this.laterTrace,
+      onLateError: this.lateError,
     };
     const operation = new Operation(start);
     if (init.endpoint !== undefined) operation.matchRoute(init.endpoint, init.request);
     return operation;
   }
+
+  private readonly lateError = (operation: Operation, error: unknown): void => this.recorder.lateError(operation, error);
 
   private readonly laterTrace = (): ReturnType<typeof activeTracerSpan> => activeTracerSpan(this.sentry);
 

@@ -20,14 +20,15 @@ const MAX_FIELD = 512;
 
 /**
  * What the caller's operation sends along with a message. The operation's
- * correlation id always; its session and distinct id when it has them (an
- * anonymous operation's random id names nobody and stays home); and the W3C
+ * correlation id always; its session and distinct id when it has them (a
+ * user's, or the frontend's: an anonymous operation's random id names nobody
+ * and stays home); and the W3C
  * `traceparent` of its trace, the operation's span as the parent.
  */
 export function outgoingFields(operation: Operation): Record<string, string> {
   const fields: Record<string, string> = { [RPC_REQUEST_ID]: operation.requestId };
   if (operation.sessionId !== undefined) fields[RPC_SESSION_ID] = operation.sessionId;
-  if (!operation.personless) fields[RPC_DISTINCT_ID] = operation.distinctId;
+  if (operation.user !== undefined || operation.frontendDistinctId !== undefined) fields[RPC_DISTINCT_ID] = operation.distinctId;
   fields[RPC_TRACEPARENT] = traceparentOf(operation);
   return fields;
 }

@@ -12,6 +12,7 @@ import { operationOf } from '../request/request-context.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
 import { SENTRY, SKIP_TELEMETRY, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
+import { frontendDistinctId } from '../request/frontend-identity.js';
 import { isEngineIoRequest, messageRequestId, readConnection, type WsConnection } from './ws-connection.js';
 import { answeredByApp, hookWebSockets, markMessageOperation, registerGateway, upgradeRequestOf, type WebSocketsPackage, type WsRunner } from './ws-hooks.js';
 
@@ -192,7 +193,8 @@ export class WsTelemetry implements OnModuleInit, OnApplicationShutdown, WsRunne
       endpoint: `ws:${typeof pattern === 'string' ? pattern : String(pattern ?? 'unknown')}`,
       requestId: messageRequestId(connection, n),
       sessionId: connection.sessionId,
-      frontendDistinctId: connection.frontendDistinctId,
+      frontendDistinctId: frontendDistinctId(connection.frontendDistinctId, this.options.frontendIdentity),
+      frontendIdClaimed: this.options.frontendIdentity === 'anonymous',
       request: connection.request,
       skip: skip === true,
       standalone: true,
