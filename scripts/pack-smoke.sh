@@ -18,13 +18,17 @@
 #                            step require()s the package alone and lists what that loaded
 #   PACK_SMOKE_PEERS="posthog-node@5.61.1 @sentry/node@10.0.0"
 #                            these versions instead of the root package.json's pins (or
-#                            added to them); with @sentry/node the app runs with Sentry on
+#                            added to them; "@nestjs/core@12.0.0 …" for Nest itself);
+#                            with @sentry/node the app runs with Sentry on
 #                            (the module's `sentry: { dsn }`, a Sentry endpoint on 127.0.0.1)
+#   PACK_SMOKE_NPM_FLAGS="--legacy-peer-deps"
+#                            more flags for the app's npm install
 #   PACK_SMOKE_NODES="/path/to/node ..."
 #                            runs the app (and the CommonJS require step) under each of these
 #                            Node binaries, on one install; default: the `node` on PATH
 #   PACK_SMOKE_TARBALL=x.tgz installs this tarball instead of packing; PACK_SMOKE_CHECK_TARBALL=0
-#                            skips the checks of the tarball's contents
+#                            skips the checks of the tarball's contents (its files, nothing
+#                            missing, its README the package's own with no broken link or image)
 #   PACK_SMOKE_LABEL         names the variant in the first line
 set -uo pipefail
 
@@ -165,14 +169,31 @@ else
   fail "tarball ships dist files whose source is gone (stale build; clean dist and rebuild):$orphans"
 fi
 missing=""
-for f in package/package.json package/dist/index.js package/dist/index.d.ts; do
+wanted="package/package.json package/README.md package/dist/index.js package/dist/index.d.ts"
+[[ -f "$LIB/LICENSE" ]] && wanted+=" package/LICENSE"
+for f in $wanted; do
   printf '%s\n' "$entries" | grep -qx "$f" || missing+=" $f"
 done
+# Each source file ships as its .js and .d.ts: a file left out of the build would be missing.
+while IFS= read -r src; do
+  for out in "package/dist/${src%.ts}.js" "package/dist/${src%.ts}.d.ts"; do
+    printf '%s\n' "$entries" | grep -qxF "$out" || missing+=" ${out#package/}"
+  done
+done < <(cd "$LIB/src" && find . -name '*.ts' ! -name '*.d.ts' ! -name '*.spec.ts' ! -name '*.test.ts' | sed 's|^\./||')
 if [[ -z "$missing" ]]; then
-  pass "tarball has package.json, dist/index.js and dist/index.d.ts"
+  pass "tarball has package.json, README.md, LICENSE, and each source file's dist .js and .d.ts"
 else
   fail "tarball is missing:$missing"
 fi
+# The README npm shows: the package's own, with no broken link or picture (release-check-files.mjs).
+mkdir -p "$WORK/unpacked"
+tar xzf "$TARBALL" -C "$WORK/unpacked"
+node "$ROOT/scripts/release-check-files.mjs" --readme "$WORK/unpacked/package" "$ROOT" >"$WORK/readme.log" 2>&1
+readme_rc=$?
+cat "$WORK/readme.log"
+PASSED=$((PASSED + $(grep -c '^  ok   - ' "$WORK/readme.log")))
+FAILED=$((FAILED + $(grep -c '^  FAIL - ' "$WORK/readme.log")))
+if [[ $readme_rc -ne 0 ]] && ! grep -q '^  FAIL - ' "$WORK/readme.log"; then fail "the README check ran (exit $readme_rc)"; fi
 fi # CHECK_TARBALL
 
 # ---------------------------------------------------------------- 2. install
@@ -214,8 +235,10 @@ cat >package.json <<JSON
   "type": "$app_type"
 }
 JSON
+read -r -a npm_flags <<<"${PACK_SMOKE_NPM_FLAGS:-}"
+[[ ${#npm_flags[@]} -gt 0 ]] && echo "   npm install flags: ${npm_flags[*]}"
 run_or_abort "npm install of the tarball and its peers" \
-  npm install --no-audit --no-fund --prefer-offline --loglevel=error "$TARBALL" "${deps[@]}"
+  npm install --no-audit --no-fund --prefer-offline --loglevel=error "${npm_flags[@]}" "$TARBALL" "${deps[@]}"
 # The versions asked for are the versions installed (npm would not swap a peer silently).
 for d in "${deps[@]}"; do
   n="$(spec_name "$d")"

@@ -6,8 +6,13 @@
 #   lowest-peers    ES module app, the lowest posthog-node and @sentry/node the peer ranges
 #                   in libs/telemetry/package.json allow, with Sentry on
 #   newest-peers    the same with the newest versions those ranges allow
+#   lowest-nest     ES module app on the lowest @nestjs/common and @nestjs/core the peer ranges
+#                   allow (12.0.0), with @nestjs/platform-express of the same version (installed
+#                   with --legacy-peer-deps when that @nestjs/core's own peer ranges refuse it)
 # The lowest and newest are asked of the npm registry (`npm view`) at each run, so a new
 # posthog-node or @sentry/node release is tested as soon as it is out.
+# The first variant also checks the tarball itself: its files, and that its README.md is
+# libs/telemetry/README.md with no broken link or picture (scripts/release-check-files.mjs --readme).
 #
 # PACK_SMOKE_VARIANTS="esm cjs" runs only those. The other PACK_SMOKE_* settings of
 # pack-smoke.sh pass through (PACK_SMOKE_NODES, PACK_SMOKE_KEEP…).
@@ -15,7 +20,7 @@
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-read -r -a VARIANTS <<<"${PACK_SMOKE_VARIANTS:-esm cjs lowest-peers newest-peers}"
+read -r -a VARIANTS <<<"${PACK_SMOKE_VARIANTS:-esm cjs lowest-peers newest-peers lowest-nest}"
 START_S=$SECONDS
 PASSED=0
 FAILED=0
@@ -99,9 +104,30 @@ for variant in "${VARIANTS[@]}"; do
       run_variant "$variant" PACK_SMOKE_CHECK_TARBALL=$check_tarball PACK_SMOKE_MODULE=esm \
         PACK_SMOKE_PEERS="posthog-node@$ph @sentry/node@$se"
       ;;
+    lowest-nest)
+      # The adapter is no peer: the version of @nestjs/core's, which Nest releases together.
+      if ! common="$(peer_version @nestjs/common lowest)" || ! core="$(peer_version @nestjs/core lowest)" ||
+        ! npm view "@nestjs/platform-express@$core" version >/dev/null 2>&1; then
+        FAILED=$((FAILED + 1))
+        RECAP+=("  $variant: could not find the lowest @nestjs/common, @nestjs/core and @nestjs/platform-express in the npm registry")
+        continue
+      fi
+      # @nestjs/core 12.0.0 was published with peer ranges of Nest 11 (`@nestjs/common@^11.0.0`):
+      # npm refuses it beside @nestjs/common 12 unless told to leave peers alone. The module is
+      # still tested on that code; the app installs every peer itself.
+      npm_flags=""
+      core_wants="$(npm view "@nestjs/core@$core" peerDependencies --json 2>/dev/null |
+        node -e 'let s="";process.stdin.on("data",(d)=>(s+=d)).on("end",()=>{try{console.log(JSON.parse(s)["@nestjs/common"]??"")}catch{console.log("")}})')"
+      if [[ -n "$core_wants" ]] && ! node -e 'process.exit(require(process.argv[1] + "/node_modules/semver").satisfies(process.argv[2], process.argv[3]) ? 0 : 1)' "$ROOT" "$common" "$core_wants"; then
+        npm_flags="--legacy-peer-deps"
+        echo "   note: @nestjs/core@$core asks for @nestjs/common@$core_wants; installing with $npm_flags"
+      fi
+      run_variant "$variant" PACK_SMOKE_CHECK_TARBALL=$check_tarball PACK_SMOKE_MODULE=esm PACK_SMOKE_NPM_FLAGS="$npm_flags" \
+        PACK_SMOKE_PEERS="@nestjs/common@$common @nestjs/core@$core @nestjs/platform-express@$core"
+      ;;
     *)
       FAILED=$((FAILED + 1))
-      RECAP+=("  unknown variant '$variant' (esm, cjs, lowest-peers, newest-peers)")
+      RECAP+=("  unknown variant '$variant' (esm, cjs, lowest-peers, newest-peers, lowest-nest)")
       ;;
   esac
 done

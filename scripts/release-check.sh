@@ -2,9 +2,13 @@
 # `npm run release:check` (which builds the library first): is libs/telemetry publishable as it is?
 #   1. `npm publish --dry-run` from libs/telemetry succeeds without warnings, and the files it
 #      would upload are the right ones (scripts/release-check-files.mjs): README, package.json,
-#      dist/index.js and .d.ts there; no sources, specs or build info; every exports/main/types
-#      target, every relative import of every .js and .d.ts shipped; every package imported
-#      declared; source maps whole; no top-level await in any file.
+#      LICENSE, dist/index.js and .d.ts there, and every source file's .js and .d.ts; no sources,
+#      specs or build info; the README is libs/telemetry/README.md, whose links and images point
+#      into the tarball or (links) to the repository's docs; every exports/main/types target,
+#      every relative import of every .js and .d.ts shipped; every package imported declared;
+#      source maps whole; no top-level await in any file. Then every relative link and image of
+#      the repository's Markdown (README.md, docs/, …) resolves, anchors included, and docs/api.md
+#      and docs/configuration.md name every export of src/index.ts and every module option.
 #   2. `attw` (@arethetypeswrong/cli) on the packed tarball, profile esm-only (see below).
 #   3. Consumers, from the same tarball: the smoke app of scripts/pack-smoke.sh as an ES module
 #      app and as a CommonJS app (`"type": "commonjs"`, require(esm): the whole graph loads
@@ -76,11 +80,17 @@ else
   fail "npm pack's tarball holds exactly the files npm publish would upload:"
   diff <(printf '%s\n' "$publish_files") <(printf '%s\n' "$pack_files") | sed 's/^/      | /' | head -n 20
 fi
-node "$ROOT/scripts/release-check-files.mjs" "$WORK/unpacked/package" "$WORK/publish.json" "$ROOT/README.md" >"$WORK/files.log" 2>&1
+node "$ROOT/scripts/release-check-files.mjs" "$WORK/unpacked/package" "$WORK/publish.json" "$ROOT" >"$WORK/files.log" 2>&1
 files_rc=$?
 cat "$WORK/files.log"
 count "$WORK/files.log"
 if [[ $files_rc -ne 0 ]] && ! grep -q '^  FAIL - ' "$WORK/files.log"; then fail "scripts/release-check-files.mjs ran (exit $files_rc)"; fi
+echo "-- the repository's Markdown links"
+node "$ROOT/scripts/release-check-files.mjs" --docs "$ROOT" >"$WORK/docs.log" 2>&1
+docs_rc=$?
+cat "$WORK/docs.log"
+count "$WORK/docs.log"
+if [[ $docs_rc -ne 0 ]] && ! grep -q '^  FAIL - ' "$WORK/docs.log"; then fail "scripts/release-check-files.mjs --docs ran (exit $docs_rc)"; fi
 
 # engines.node names what CI tests: each Node version of scripts/node-versions.sh must satisfy it.
 engines="$(node -p "require('$LIB/package.json').engines?.node ?? ''")"

@@ -338,9 +338,9 @@ describe.each(ADAPTERS)('one request id with nestjs-pino and nestjs-cls over %s'
   });
 });
 
-describe('the README', () => {
-  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
-  const start = readme.indexOf('### One request id with nestjs-pino and nestjs-cls');
+describe('docs/recipes.md', () => {
+  const readme = readFileSync(new URL('../docs/recipes.md', import.meta.url), 'utf8');
+  const start = readme.indexOf('## One request id with nestjs-pino and nestjs-cls');
   const section = readme.slice(start, readme.indexOf('\n## ', start));
   /** Code compared without whitespace and semicolons (the compiled test keeps the rest as written). */
   const bare = (code: string) => code.replace(/[\s;]/g, '');
