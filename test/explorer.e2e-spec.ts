@@ -54,7 +54,7 @@ describe('Journey explorer: ingestion', () => {
     const app = await createTestApp('express', sendingTo(url));
     try {
       const requestId = fresh('req');
-      const browser = fresh('browser');
+      const browser = crypto.randomUUID(); // an anonymous visitor's id as posthog-js makes it
       const session = fresh('session');
       // The frontend's half, in posthog-js's wire format: gzip, `compression=gzip-js`, distinct id inside the properties.
       const click = { uuid: crypto.randomUUID(), event: 'button_click', timestamp: new Date(Date.now() - 5).toISOString(), properties: { distinct_id: browser, $session_id: session, $lib: 'web', request_id: requestId } };
