@@ -1,5 +1,7 @@
 import { Controller, Get, Param, UseGuards, type CanActivate, type ExecutionContext, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
+import * as Sentry from '@sentry/node';
+import { SentryOutlet } from '../libs/telemetry/src/outlets/sentry.outlet.js';
 import { CaptureServer } from './support/capture-server.js';
 import { SentryServer, sentryFor } from './support/sentry-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
@@ -87,7 +89,10 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
 
   beforeAll(async () => {
     capture = await new CaptureServer().start();
-    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: sentryFor(sentry) }), { controllers: [SentryController] });
+    const options = sentryFor(sentry);
+    // An app's own filter: Sentry sends nothing for these errors.
+    const beforeSend = (event: { exception?: { values?: Array<{ value?: string }> } }) => (event.exception?.values?.[0]?.value?.includes('dropped by beforeSend') ? null : event);
+    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: { ...options, init: { ...options.init, beforeSend } } }), { controllers: [SentryController] });
     http = request(app.getHttpServer());
   });
   afterAll(async () => {
@@ -139,6 +144,24 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     expect(sentryEventsFor(id)).toHaveLength(1);
     const wire = JSON.stringify(capture.events) + sentry.raw.join('\n');
     for (const value of [...SECRET_VALUES, 'querySESSION4242', 'aGVhZGVyQkFTSUMzMTMzNzpzZWNyZXQ', 'cookieSID98765']) expect(wire).not.toContain(value);
+  });
+
+  it("learns Sentry's verdict: the id of an event it sent, nothing for one its beforeSend or Dedupe dropped", async () => {
+    const outlet = app.get(SentryOutlet);
+    const report = (id: string) => ({ tags: { request_id: id, endpoint: '/verdict', error_type: 'application_error' }, userId: 'anonymous', handled: true, mechanism: 'test' });
+    const kept = `verdict-${adapter}-kept`;
+    const dropped = `verdict-${adapter}-dropped`;
+    const [keptId, droppedId] = await Promise.all([outlet.capture(new Error(`kept (${adapter})`), report(kept)), outlet.capture(new Error('dropped by beforeSend'), report(dropped))]);
+    // The same error again, from the same place, right after: Sentry's Dedupe drops it, and says so before `captureException` returns.
+    const [first, second] = ['first', 'second'].map((n) => outlet.send(new Error(`repeated (${adapter})`), report(`verdict-${adapter}-${n}`)));
+    await sentry.waitForRequests(kept, `verdict-${adapter}-first`);
+    await Sentry.flush(2000);
+    expect(keptId).toBe(sentryEventsFor(kept)[0]?.event_id);
+    expect(droppedId).toBeUndefined();
+    expect(sentryEventsFor(dropped)).toEqual([]);
+    expect(first).toBe(sentryEventsFor(`verdict-${adapter}-first`)[0]?.event_id);
+    expect(second).toBeUndefined();
+    expect(sentryEventsFor(`verdict-${adapter}-second`)).toEqual([]);
   });
 
   it('sends no 4xx, nothing for a skipped route, and no secret', async () => {

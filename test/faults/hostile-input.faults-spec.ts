@@ -284,8 +284,11 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
     return ours;
   }
 
-  /** The events of each request id, once each has its `api_request` (and 150 ms more, so a duplicate would show). */
-  async function eventsOf(ids: string[], timeoutMs = 20_000): Promise<Map<string, CapturedEvent[]>> {
+  /**
+   * The events of each request id, once each has its `api_request` (and its `api_error` with `withErrors`: it
+   * leaves once its `$exception` is built and queued), and 150 ms more, so a duplicate would show.
+   */
+  async function eventsOf(ids: string[], timeoutMs = 20_000, withErrors = false): Promise<Map<string, CapturedEvent[]>> {
     const wanted = new Set(ids);
     const group = () => {
       const byId = new Map<string, CapturedEvent[]>(ids.map((id) => [id, []]));
@@ -298,7 +301,8 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
     const deadline = performance.now() + timeoutMs;
     while (performance.now() < deadline) {
       const byId = group();
-      if ([...byId.values()].every((events) => events.some((e) => e.event === 'api_request'))) break;
+      const has = (events: CapturedEvent[], name: string) => events.some((e) => e.event === name);
+      if ([...byId.values()].every((events) => has(events, 'api_request') && (!withErrors || has(events, 'api_error')))) break;
       await new Promise((resolve) => setTimeout(resolve, 25));
     }
     await new Promise((resolve) => setTimeout(resolve, 150));
@@ -460,7 +464,7 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
       expect(answer.headers['x-request-id']).toBe(id);
 
       tally.eventsExpected += 2;
-      const events = (await eventsOf([id])).get(id)!;
+      const events = (await eventsOf([id], 20_000, true)).get(id)!;
       const errors = named(events, 'api_error');
       tally.eventsDelivered += named(events, 'api_request').length + errors.length;
       expect(named(events, 'api_request')).toHaveLength(1);

@@ -17,7 +17,7 @@ import { EventsOutlet } from './outlets/events.outlet.js';
 import { createPostHogClient, SharedPostHog } from './outlets/posthog-client.js';
 import { connectSentry, untracedBy, type SentryApi } from './outlets/sentry-bridge.js';
 import { SentryOutlet } from './outlets/sentry.outlet.js';
-import { composeRedactor } from './privacy/redact.js';
+import { composeRedactor, type Redactor } from './privacy/redact.js';
 import { TelemetryFailures } from './telemetry-failures.js';
 import { EVENT_SINK, POSTHOG_CLIENT, REDACTOR, SENTRY, TELEMETRY_OPTIONS } from './telemetry.constants.js';
 import { TELEMETRY_MODULE_OPTIONS } from './telemetry.module-definition.js';
@@ -33,6 +33,8 @@ function createEventSink(options: ResolvedTelemetryOptions, sentry: SentryApi | 
   // Its queue and posthog-node's share one byte budget (`maxQueueBytes`).
   const budget = posthog instanceof SharedPostHog ? posthog.queueBudget : undefined;
   const sender = new PostHogBatchSender({ host: options.host, apiKey: options.apiKey!, ...options.sender, budget });
+  // posthog-node's `$exception`s are queued by the sender too: the same outage guarantees, and a link names a queued event.
+  if (posthog instanceof SharedPostHog) posthog.routeExceptionsTo(sender);
   // Its deliveries never join the app's Sentry traces.
   const untraced = untracedBy(sentry);
   if (untraced) sender.untraced = untraced;
@@ -57,9 +59,9 @@ export const TELEMETRY_PROVIDERS: Provider[] = [
   // every provider, such as @nestjs/graphql's scalar explorer (`Reflect.getMetadata(key, instance.constructor)`), throw on one.
   {
     provide: SENTRY,
-    inject: [TELEMETRY_OPTIONS],
-    useFactory: async (options: ResolvedTelemetryOptions) => {
-      const sentry = await connectSentry(options);
+    inject: [TELEMETRY_OPTIONS, REDACTOR],
+    useFactory: async (options: ResolvedTelemetryOptions, redact: Redactor) => {
+      const sentry = await connectSentry(options, redact);
       return sentry && ({ ...sentry } as SentryApi);
     },
   },

@@ -11,7 +11,8 @@ import { SentryOutlet } from '../outlets/sentry.outlet.js';
 import type { Redactor } from '../privacy/redact.js';
 import { currentOperation } from '../request/request-context.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
-import { POSTHOG_CLIENT, REDACTOR, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
+import { EVENT_SINK, POSTHOG_CLIENT, REDACTOR, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
+import type { EventSink } from '../transport/event-sink.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { categorizeError } from './error-categorizer.js';
 import { describeError } from './error-details.js';
@@ -48,8 +49,8 @@ export const APP_CAPTURED = { handled: true, mechanism: 'manual.nestjs_posthog_t
 /**
  * One error's report: its `$exception` and its Sentry event first, each by its
  * outlet, then its `api_error`, built once with the ids of the events that
- * were sent. The one place that does so, for requests, jobs and the app's own
- * `captureError`.
+ * were sent (the `$exception`'s once it is queued). The one place that does
+ * so, for requests, jobs and the app's own `captureError`.
  */
 @Injectable()
 export class ErrorReporter {
@@ -62,39 +63,60 @@ export class ErrorReporter {
     private readonly sentry: SentryOutlet,
     private readonly events: EventsOutlet,
     private readonly failures: TelemetryFailures,
+    @Inject(EVENT_SINK) private readonly sink: EventSink,
   ) {}
 
   report(identity: EventIdentity, error: unknown, site: ErrorSite, reach: ErrorReach): void {
     const category = categorizeError(error, this.customCategory, this.options.errorCategories);
     const details = describeError(error, this.options.tracebackLimit, reach.redact ?? this.redact);
-    let exceptionUuid: string | undefined;
-    let sentryEventId: string | undefined;
-    if (reach.tracked) {
-      const correlation: Record<string, unknown> = {
-        request_id: identity.requestId,
-        endpoint: site.endpoint,
-        method: site.method,
-        status_code: site.statusCode,
-        error_type: category,
-        user_id: identity.userId,
-        environment: identity.environment,
-      };
-      if (identity.sessionId !== undefined) correlation.$session_id = identity.sessionId;
-      if (identity.traceId !== undefined) correlation.trace_id = identity.traceId;
-      if (identity.spanId !== undefined) correlation.span_id = identity.spanId;
-      if (identity.parentSpanId !== undefined) correlation.parent_span_id = identity.parentSpanId;
-      if (identity.personless) correlation.$process_person_profile = false;
-      exceptionUuid = this.errorTracking.send(error, identity.distinctId, correlation);
-      sentryEventId = this.sentry.send(error, {
+    if (!reach.tracked) {
+      this.events.send(apiErrorEvent(identity, { ...site, category, details }));
+      return;
+    }
+    const correlation: Record<string, unknown> = {
+      request_id: identity.requestId,
+      endpoint: site.endpoint,
+      method: site.method,
+      status_code: site.statusCode,
+      error_type: category,
+      user_id: identity.userId,
+      environment: identity.environment,
+    };
+    if (identity.sessionId !== undefined) correlation.$session_id = identity.sessionId;
+    if (identity.traceId !== undefined) correlation.trace_id = identity.traceId;
+    if (identity.spanId !== undefined) correlation.span_id = identity.spanId;
+    if (identity.parentSpanId !== undefined) correlation.parent_span_id = identity.parentSpanId;
+    if (identity.personless) correlation.$process_person_profile = false;
+    // The api_error names its `$exception` and its Sentry event only once each is known to be queued: posthog-node
+    // builds the `$exception` asynchronously, and may not (getters that throw, a `before_send` that drops it); Sentry
+    // may drop its event (Dedupe, `beforeSend`, sampling). Built now, with the time of the error, it leaves once both
+    // are known; flush and shutdown wait for it.
+    const apiError = apiErrorEvent(identity, { ...site, category, details });
+    let waiting = 2;
+    const sendWhenKnown = () => {
+      if (--waiting === 0) this.events.send(apiError);
+    };
+    this.errorTracking.send(error, identity.distinctId, correlation, (uuid) => {
+      if (uuid !== undefined) apiError.properties.$exception_uuid = uuid;
+      sendWhenKnown();
+    });
+    const sentry = this.sentry
+      .capture(error, {
         tags: { request_id: String(identity.requestId), endpoint: site.endpoint, error_type: category },
         userId: identity.userId,
         handled: reach.handled,
         mechanism: reach.mechanism,
         redact: reach.redact,
         trace: identity.traceId === undefined ? undefined : { traceId: identity.traceId, spanId: identity.spanId, parentSpanId: identity.parentSpanId },
-      });
-    }
-    this.events.send(apiErrorEvent(identity, { ...site, category, details, exceptionUuid, sentryEventId }));
+      })
+      .then(
+        (id) => {
+          if (id !== undefined) apiError.properties.sentry_event_id = id;
+        },
+        () => undefined,
+      )
+      .then(sendWhenKnown);
+    this.sink.hold?.(sentry);
   }
 
   /**

@@ -5,12 +5,14 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import { stampRequestIdentity } from '../request/posthog-context.js';
 import type { Redactor } from '../privacy/redact.js';
+import { scrubbedProperties, scrubFrame } from '../privacy/sdk-scrub.js';
 import { Operation } from '../request/operation.js';
 import { OPERATION } from '../request/request-context.js';
 import { UNMATCHED_ROUTE, withoutRawUrl } from '../http/route-template.js';
 import { untracedBy, type SentryApi, type Untraced } from './sentry-bridge.js';
 import { PostHogQueueAccount } from '../transport/posthog-node-queue.js';
 import { QueueBudget } from '../transport/queue-budget.js';
+import type { TelemetryEvent } from '../events/telemetry-events.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 
 type PostHogEvent = { event: string; properties?: Record<string, any> };
@@ -30,17 +32,62 @@ export function scrubException(redact: (text: string) => string): BeforeSend {
     const clean = (value: unknown) => (typeof value === 'string' ? scrub(value) : value);
     for (const exception of list) {
       exception.value = clean(exception.value);
-      for (const frame of exception.stacktrace?.frames ?? []) {
-        frame.context_line = clean(frame.context_line);
-        if (Array.isArray(frame.pre_context)) frame.pre_context = frame.pre_context.map(clean);
-        if (Array.isArray(frame.post_context)) frame.post_context = frame.post_context.map(clean);
-      }
+      // Paths and source lines with the module's redaction: a route's raw path may also name a directory.
+      for (const frame of exception.stacktrace?.frames ?? []) scrubFrame(frame, redact);
     }
     return event;
   };
 }
 
+/** The request's correlation, as the module's own events send it (an id such as `request_id` may look random to the redaction). */
+const CORRELATION_KEYS = new Set(['request_id', 'environment', 'trace_id', 'span_id', 'parent_span_id', 'user_id', '$session_id', '$process_person_profile']);
+const isPrimitive = (value: unknown) => value === null || ['string', 'number', 'boolean'].includes(typeof value);
+
+/**
+ * Redacts what the app itself passes to the shared client's `capture()` (and
+ * posthog-node adds): the event name, property names, and every value, nested
+ * or in arrays, as a bounded copy (bytes as `[Buffer 123 bytes]`, never byte by
+ * byte). An `$exception`'s `$exception_list` is `scrubException`'s, and the
+ * request's record (a symbol key) stays for the steps after.
+ */
+export function scrubCapture(redact: (text: string) => string): BeforeSend {
+  return (event: PostHogEvent) => {
+    if (!event || typeof event !== 'object') return event;
+    if (typeof event.event === 'string') event.event = redact(event.event);
+    const properties = event.properties;
+    if (properties && typeof properties === 'object') {
+      const exception = event.event === '$exception';
+      const kept = (key: string) => (exception && key === '$exception_list') || (CORRELATION_KEYS.has(key) && isPrimitive(properties[key]));
+      const scrubbed: Record<PropertyKey, unknown> = scrubbedProperties(properties, redact, kept);
+      for (const key of Object.getOwnPropertySymbols(properties)) scrubbed[key] = properties[key as unknown as string];
+      event.properties = scrubbed;
+    }
+    return event;
+  };
+}
+
+/** Where the shared client queues its `$exception`s: the module's sender (`routeExceptionsTo`). */
+export interface ExceptionQueue {
+  /** False when the event was dropped at once. */
+  enqueue(event: TelemetryEvent): boolean;
+  /** An `$exception` being built: the queue's flush and shutdown wait for it. */
+  hold(work: Promise<unknown>): void;
+  /** Delivers what is queued for at most `timeoutMs`, then stops (the same promise for every call). */
+  shutdown(timeoutMs: number): Promise<void>;
+}
+
+/** The request's record rides in the context under a symbol key, for `before_send`: a queued event must not keep it alive. */
+function withoutRequestRecord<T>(message: T): T {
+  const properties = (message as { properties?: unknown } | null)?.properties;
+  if (properties && typeof properties === 'object') for (const key of Object.getOwnPropertySymbols(properties)) delete (properties as Record<symbol, unknown>)[key];
+  return message;
+}
+
+const NOT_QUEUED: Promise<undefined> = Promise.resolve(undefined);
+
 type ClientOptions = NonNullable<ConstructorParameters<typeof PostHog>[1]>;
+/** posthog-node's `PostHogCaptureOptions` (uuid, timestamp, …), as its client's public types give it. */
+type CaptureOptions = Awaited<ReturnType<PostHog['prepareEventMessage']>>['options'];
 type Fetch = NonNullable<ClientOptions['fetch']>;
 type FetchOptions = Parameters<Fetch>[1];
 type FetchResponse = Awaited<ReturnType<Fetch>>;
@@ -96,8 +143,14 @@ function isMarkedCaptured(error: unknown): boolean {
 export class SharedPostHog extends PostHog {
   /** Sentry's `suppressTracing`, set by the module when the app has Sentry. */
   untraced?: Untraced;
-  /** Errors sent to Error Tracking, with the uuid of their `$exception` (`null`: not known). */
-  private readonly sentErrors = new WeakMap<object, string | null>();
+  /** Errors sent to Error Tracking, with the uuid of their `$exception` once queued (`undefined`: none was, or not known). */
+  private readonly sentErrors = new WeakMap<object, Promise<string | undefined>>();
+  /** Where its `$exception`s go instead of its own queue, once `routeExceptionsTo` ran. */
+  private exceptionQueue?: ExceptionQueue;
+  /** `$exception`s being built, by uuid: told whether they were queued. */
+  private readonly queueing = new Map<string, (queued: boolean) => void>();
+  /** Set while `captureException` runs: takes the promise of the work it starts. */
+  private takeWork?: (work: Promise<unknown>) => void;
   /** The byte budget its queue shares with the module's sender (`maxQueueBytes`), once `shareQueueBudget` ran. */
   queueBudget?: QueueBudget;
   private queueAccount?: PostHogQueueAccount;
@@ -122,15 +175,49 @@ export class SharedPostHog extends PostHog {
     this.queueAccount = new PostHogQueueAccount(host, budget);
   }
 
+  /**
+   * Its `$exception`s (the module's, the app's own `captureException`) go to `queue`, the module's sender, once
+   * built and through `before_send`: kept through an outage as the module's own events are, within the same bounds,
+   * and delivered by the sender's flush and shutdown (its own `flush()` leaves them to the sender, which retries for as long as it takes).
+   */
+  routeExceptionsTo(queue: ExceptionQueue): void {
+    this.exceptionQueue = queue;
+  }
+
   // posthog-node calls it (after `before_send`) just before queueing an event: room is made in the byte budget.
   protected override processBeforeEnqueue(message: any): any {
-    const kept = super.processBeforeEnqueue(message);
-    // The request's record rides in the context under a symbol key, for `before_send`: a queued event must not
-    // keep the request (its socket, body and user) alive until it is delivered.
-    const properties = kept?.properties;
-    if (properties && typeof properties === 'object') for (const key of Object.getOwnPropertySymbols(properties)) delete (properties as Record<symbol, unknown>)[key];
-    if (kept === null || this.queueAccount === undefined) return kept;
-    return this.queueAccount.admit(kept, this.persistedQueueKeyForRoute(this.getQueueRouteKey(kept)));
+    const kept = withoutRequestRecord(super.processBeforeEnqueue(message));
+    const admitted = kept === null || this.queueAccount === undefined ? kept : this.queueAccount.admit(kept, this.persistedQueueKeyForRoute(this.getQueueRouteKey(kept)));
+    const uuid = admitted === null ? undefined : (admitted as { uuid?: unknown }).uuid;
+    if (typeof uuid === 'string') this.queueing.get(uuid)?.(true);
+    return admitted;
+  }
+
+  // posthog-node queues an event it built: an `$exception` goes to the module's sender when routed there.
+  protected override enqueue(type: string, message: any, options?: CaptureOptions, route?: string): void {
+    const queue = this.exceptionQueue;
+    if (queue === undefined || message?.event !== '$exception' || this.optedOut) return super.enqueue(type, message, options, route);
+    const prepared = withoutRequestRecord(this.prepareMessage(message, options)) as Record<string, any>;
+    const timestamp = prepared.timestamp instanceof Date ? prepared.timestamp.toISOString() : prepared.timestamp;
+    const event = { event: prepared.event, distinct_id: prepared.distinct_id, properties: prepared.properties ?? {}, timestamp, uuid: prepared.uuid };
+    // Queued whether or not anyone waits for it (`?.()` would skip its argument).
+    const queued = queue.enqueue(event);
+    this.queueing.get(event.uuid)?.(queued);
+  }
+
+  /**
+   * After posthog-node's own shutdown (its last `$exception`s built: a fatal error's, captured on the way out),
+   * the sender its `$exception`s went to delivers them, within the same deadline.
+   */
+  override async _shutdown(shutdownTimeoutMs?: number): Promise<void> {
+    const deadline = Date.now() + (shutdownTimeoutMs ?? 30_000);
+    await super._shutdown(shutdownTimeoutMs);
+    await this.exceptionQueue?.shutdown(Math.max(0, deadline - Date.now()));
+  }
+
+  override addPendingPromise<T>(promise: Promise<T>): Promise<T> {
+    this.takeWork?.(promise);
+    return super.addPendingPromise(promise);
   }
 
   override setPersistedProperty(...[key, value]: Parameters<PostHog['setPersistedProperty']>): void {
@@ -139,27 +226,58 @@ export class SharedPostHog extends PostHog {
   }
 
   override captureException(...[error, distinctId, properties, uuid, flags]: Parameters<PostHog['captureException']>): void {
-    this.captureExceptionOnce(error, distinctId, properties, uuid, flags);
+    void this.captureExceptionOnce(error, distinctId, properties, uuid, flags);
   }
 
   override captureExceptionImmediate(...[error, distinctId, properties, flags]: Parameters<PostHog['captureExceptionImmediate']>): Promise<void> {
     if (isMarkedCaptured(error) || this.wasSent(error)) return Promise.resolve();
-    if (typeof error === 'object' && error !== null) this.sentErrors.set(error, null);
+    if (typeof error === 'object' && error !== null) this.sentErrors.set(error, NOT_QUEUED);
     return super.captureExceptionImmediate(error, distinctId, properties, flags);
   }
 
   /**
-   * Sends `error` to Error Tracking unless it was already, and returns the uuid
-   * of the `$exception` sent for it (now or before), or `undefined` when none
-   * was (posthog-node skips an error marked as captured) or its uuid is unknown.
+   * Sends `error` to Error Tracking unless it was already; resolves to the uuid
+   * of its `$exception` once that is queued (now or before), or to `undefined`
+   * when none was: posthog-node skipped the error (marked as captured) or could
+   * not build its event (an error whose getters throw), `before_send` dropped
+   * it, or the queue refused it. A link to the uuid names an event that was queued.
    */
-  captureExceptionOnce(...[error, distinctId, properties, uuid, flags]: Parameters<PostHog['captureException']>): string | undefined {
-    if (isMarkedCaptured(error)) return undefined;
-    if (this.wasSent(error)) return this.sentErrors.get(error as object) ?? undefined;
+  captureExceptionOnce(...[error, distinctId, properties, uuid, flags]: Parameters<PostHog['captureException']>): Promise<string | undefined> {
+    if (isMarkedCaptured(error)) return NOT_QUEUED;
+    if (this.wasSent(error)) return this.sentErrors.get(error as object)!;
     const id = uuid ?? randomUUID();
-    super.captureException(error, distinctId, properties, id, flags);
-    if (typeof error === 'object' && error !== null) this.sentErrors.set(error, id);
-    return id;
+    const queued = this.queuedAs(id, () => super.captureException(error, distinctId, properties, id, flags));
+    if (typeof error === 'object' && error !== null) this.sentErrors.set(error, queued);
+    return queued;
+  }
+
+  /**
+   * Runs `capture`, which builds and queues (or not) the `$exception` of uuid `id`; resolves to `id` once it is
+   * queued, to `undefined` once posthog-node's work for it ended without queueing it (or when it started none).
+   */
+  private queuedAs(id: string, capture: () => void): Promise<string | undefined> {
+    let work: Promise<unknown> | undefined;
+    this.takeWork = (promise) => (work ??= promise);
+    try {
+      capture();
+    } finally {
+      this.takeWork = undefined;
+    }
+    if (work === undefined) return NOT_QUEUED;
+    const started = work;
+    const queued = new Promise<string | undefined>((resolve) => {
+      const settle = (queued: boolean) => {
+        this.queueing.delete(id);
+        resolve(queued ? id : undefined);
+      };
+      this.queueing.set(id, settle);
+      started.then(
+        () => settle(false),
+        () => settle(false),
+      );
+    });
+    this.exceptionQueue?.hold(queued);
+    return queued;
   }
 
   private wasSent(error: unknown): boolean {
@@ -169,14 +287,13 @@ export class SharedPostHog extends PostHog {
 
 /**
  * Sends `error` through the shared client's `captureException`, once per error
- * object; the uuid of the `$exception` that names it, if one was sent.
+ * object; resolves to the uuid of the `$exception` that names it once that is
+ * queued (`undefined`: none was, or another client's, whose queue is not known).
  */
-export function captureExceptionOnce(client: PostHog, ...args: Parameters<PostHog['captureException']>): string | undefined {
+export function captureExceptionOnce(client: PostHog, ...args: Parameters<PostHog['captureException']>): Promise<string | undefined> {
   if (client instanceof SharedPostHog) return client.captureExceptionOnce(...args);
-  if (isMarkedCaptured(args[0])) return undefined;
-  const uuid = args[3] ?? randomUUID();
-  client.captureException(args[0], args[1], args[2], uuid, args[4]);
-  return uuid;
+  client.captureException(...args);
+  return NOT_QUEUED;
 }
 
 /**
@@ -191,7 +308,7 @@ export function createPostHogClient(options: ResolvedTelemetryOptions, redact: R
     return new SharedPostHog('phc_local_mode', { ...options.posthogOptions, host: 'http://127.0.0.1:9', disabled: true });
   }
   const own = options.posthogOptions.before_send;
-  const beforeSend = [stampRequestIdentity, scrubException(redact), ...(own === undefined ? [] : Array.isArray(own) ? own : [own])];
+  const beforeSend = [stampRequestIdentity, scrubException(redact), scrubCapture(redact), ...(own === undefined ? [] : Array.isArray(own) ? own : [own])];
   const client = new SharedPostHog(options.apiKey!, {
     host: options.host,
     ...(options.captureProcessErrors ? { enableExceptionAutocapture: true } : {}),

@@ -255,6 +255,20 @@ function redactKeyValues(text: string): string {
   return out + text.slice(at);
 }
 
+/**
+ * Pairs of JSON escaped more than once (a JSON text holding escaped JSON, serialised again, as a thrown object's
+ * message is): `\\\"password\\\":\\\"…\\\"`. The value goes as `redactKeyValues` decides for a pair.
+ */
+const NESTED_ESCAPED_PAIR = /(\\{2,15}"([A-Za-z0-9_.-]{1,80})\\{2,15}"[ \t]{0,3}:[ \t]{0,3}\\{2,15}")((?:[^"\\]|\\(?!\\{0,14}")){0,4096})(?=\\{1,15}")/g;
+function redactNestedEscapedPairs(text: string): string {
+  if (!text.includes('\\\\"')) return text;
+  return text.replace(NESTED_ESCAPED_PAIR, (pair: string, head: string, key: string, value: string) => {
+    const kind = keyKind(key);
+    const secret = value !== '' && !value.startsWith('[REDACTED') && (kind === KeyKind.Secret || (kind === KeyKind.Maybe && looksRandom(value)));
+    return secret ? `${head}${REDACTED}` : pair;
+  });
+}
+
 /** A Luhn-valid 15 or 16 digit card number (Amex, Visa, Mastercard, Discover), spaces or dashes allowed. */
 const CARD = /(?<![\d-])[3-6]\d{3}(?:[ -]?\d{4}){2}[ -]?\d{3,4}(?!\d)/g;
 function luhn(digits: string): boolean {
@@ -335,6 +349,7 @@ export function redactCapped(text: string): string {
   for (const [pattern, replacement] of SECRET_PATTERNS) out = out.replace(pattern, replacement);
   out = redactByRules(out);
   out = redactKeyValues(out);
+  out = redactNestedEscapedPairs(out);
   out = out.replace(CARD, (card) => (luhn(card.replace(/[ -]/g, '')) ? REDACTED : card));
   out = redactRandomTokens(out);
   return out;

@@ -4,7 +4,7 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import { gunzipSync } from 'node:zlib';
-import { PostHogBatchSender, type BatchSenderOptions } from './posthog-batch-sender.js';
+import { MAX_BATCH_BYTES, PostHogBatchSender, type BatchSenderOptions } from './posthog-batch-sender.js';
 import type { TelemetryEvent } from '../events/telemetry-events.js';
 import { LIB_NAME, LIB_VERSION } from '../version.js';
 
@@ -433,6 +433,18 @@ describe('PostHogBatchSender', () => {
     expect(other.queuedBytes).toBeLessThanOrEqual(5 * one);
     expect(s.pending).toBeGreaterThanOrEqual(5);
     expect(s.pending).toBeLessThanOrEqual(6);
+  });
+
+  it('keeps each request under MAX_BATCH_BYTES of JSON, a larger single event going alone', async () => {
+    const s = sender({ flushAt: 1000, flushIntervalMs: 60_000, maxBatchSize: 1000, maxQueueSize: 1000, maxQueueBytes: 16 * MAX_BATCH_BYTES });
+    const big = (i: number, bytes: number) => ({ ...event(i), properties: { pad: 'x'.repeat(bytes) } });
+    s.enqueue(big(0, MAX_BATCH_BYTES + 10));
+    for (let i = 1; i <= 40; i++) s.enqueue(big(i, 100_000));
+    await s.flush();
+    const sizes = server.requests.map((r) => r.body.batch.reduce((sum, e) => sum + JSON.stringify(e).length, 0));
+    expect(server.requests[0].body.batch.map((e) => e.uuid)).toEqual(['e0']);
+    for (const size of sizes.slice(1)) expect(size).toBeLessThanOrEqual(MAX_BATCH_BYTES);
+    expect(server.uuids()).toEqual(Array.from({ length: 41 }, (_, i) => `e${i}`));
   });
 
   it('shutdown wakes a batch sleeping in its retry backoff and tries at once', async () => {
