@@ -32,7 +32,7 @@ for v in "${versions[@]}"; do
     continue
   fi
   variants="esm cjs"
-  [[ "$v" == "$primary" ]] && variants="esm cjs lowest-peers newest-peers"
+  [[ "$v" == "$primary" ]] && variants="esm cjs lowest-peers newest-peers lowest-nest"
   echo
   echo "================================================================ Node $v: npm test"
   started=$SECONDS
