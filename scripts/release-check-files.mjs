@@ -39,7 +39,8 @@ function proseOf(markdown) {
 function linksOf(markdown) {
   const prose = proseOf(markdown);
   const found = [];
-  for (const m of prose.matchAll(/(!?)\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^\s)>]+)>?(?:\s+"[^"]*")?\s*\)/g)) found.push({ image: m[1] === '!', url: m[2] });
+  for (const m of prose.matchAll(/(!?)\[(?:[^[\]]|\[[^\]]*\])*\]\(\s*<?([^\s)>]+)>?(?:\s+"[^"]*")?\s*\)/g))
+    found.push({ image: m[1] === '!', url: m[2] });
   for (const m of prose.matchAll(/^ {0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s|$)/gm)) found.push({ image: false, url: m[1] });
   for (const m of prose.matchAll(/<img\b[^>]*\bsrc\s*=\s*["']([^"']+)["']/gi)) found.push({ image: true, url: m[1] });
   for (const m of prose.matchAll(/<a\b[^>]*\bhref\s*=\s*["']([^"']+)["']/gi)) found.push({ image: false, url: m[1] });
@@ -53,7 +54,10 @@ function anchorsOf(markdown) {
   const text = markdown.replace(/^( {0,3})(```|~~~)[^\n]*\n[\s\S]*?^\1\2[^\n]*$/gm, '');
   for (const m of text.matchAll(/^ {0,3}#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
     const plain = m[1].replace(/!?\[([^\]]*)\]\([^)]*\)/g, '$1').replace(/<[^>]+>/g, '');
-    const base = plain.toLowerCase().replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '').replace(/ /g, '-');
+    const base = plain
+      .toLowerCase()
+      .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
+      .replace(/ /g, '-');
     const n = seen.get(base) ?? 0;
     seen.set(base, n + 1);
     anchors.add(n === 0 ? base : `${base}-${n}`);
@@ -151,7 +155,11 @@ function checkRepositoryDocs(repoRoot) {
     });
     problems.push(...found.map((p) => `${file}: ${p}`));
   }
-  check(problems.length === 0, `the ${count} relative links and images of ${present.length} Markdown files resolve, anchors included`, problems);
+  check(
+    problems.length === 0,
+    `the ${count} relative links and images of ${present.length} Markdown files resolve, anchors included`,
+    problems,
+  );
 
   // The reference pages name the whole public surface: every export, every option.
   const src = join(repoRoot, 'libs', 'telemetry', 'src');
@@ -177,9 +185,17 @@ function checkRepositoryDocs(repoRoot) {
     return names.filter((n) => !new RegExp('`' + n + '[`(]').test(text));
   };
   const unnamedExports = named('api.md', exported);
-  check(exported.length > 0 && unnamedExports.length === 0, `docs/api.md names each of the ${exported.length} exports of libs/telemetry/src/index.ts`, unnamedExports);
+  check(
+    exported.length > 0 && unnamedExports.length === 0,
+    `docs/api.md names each of the ${exported.length} exports of libs/telemetry/src/index.ts`,
+    unnamedExports,
+  );
   const unnamedOptions = named('configuration.md', options);
-  check(options.length > 0 && unnamedOptions.length === 0, `docs/configuration.md names each of the ${options.length} options of TelemetryModuleOptions (and isGlobal)`, unnamedOptions);
+  check(
+    options.length > 0 && unnamedOptions.length === 0,
+    `docs/configuration.md names each of the ${options.length} options of TelemetryModuleOptions (and isGlobal)`,
+    unnamedOptions,
+  );
 }
 
 if (process.argv[2] === '--readme' || process.argv[2] === '--docs') {
@@ -198,14 +214,18 @@ const published = Object.values(JSON.parse(readFileSync(publishJson, 'utf8')))[0
 const files = published.files.map((f) => f.path).sort();
 const fileSet = new Set(files);
 const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'));
-console.log(`   ${published.id}: ${files.length} files, ${(published.size / 1024).toFixed(0)} KiB packed, ${(published.unpackedSize / 1024).toFixed(0)} KiB unpacked`);
+console.log(
+  `   ${published.id}: ${files.length} files, ${(published.size / 1024).toFixed(0)} KiB packed, ${(published.unpackedSize / 1024).toFixed(0)} KiB unpacked`,
+);
 
 const required = ['package.json', 'README.md', 'dist/index.js', 'dist/index.d.ts'];
 const absent = required.filter((f) => !fileSet.has(f));
 check(absent.length === 0, `npm publish uploads ${required.join(', ')}`, absent);
 
 const forbidden = files.filter((f) =>
-  /(^|\/)(src|test|tests|__tests__|coverage|node_modules)\/|\.(spec|test|e2e-spec|faults-spec|system-spec)\.|\.tsbuildinfo$|(^|\/)\.(env|npmrc)|\.tgz$|(^|\/)tsconfig.*\.json$/.test(f),
+  /(^|\/)(src|test|tests|__tests__|coverage|node_modules)\/|\.(spec|test|e2e-spec|faults-spec|system-spec)\.|\.tsbuildinfo$|(^|\/)\.(env|npmrc)|\.tgz$|(^|\/)tsconfig.*\.json$/.test(
+    f,
+  ),
 );
 check(forbidden.length === 0, 'it uploads no sources, tests, specs, build info, tsconfig, .env/.npmrc or tarballs', forbidden);
 const outside = files.filter((f) => !/^(dist\/.+|package\.json|README\.md|LICENSE(\.md)?)$/.test(f));
@@ -218,12 +238,20 @@ if (repoRoot) {
   const sources = readdirSync(srcDir, { recursive: true })
     .map((f) => String(f).split(sep).join('/'))
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts') && !/\.(spec|test)\.ts$/.test(f));
-  const unshipped = sources.flatMap((f) => [`dist/${f.replace(/\.ts$/, '.js')}`, `dist/${f.replace(/\.ts$/, '.d.ts')}`]).filter((f) => !fileSet.has(f));
-  check(sources.length > 0 && unshipped.length === 0, `every one of the ${sources.length} source files of libs/telemetry/src ships as dist/*.js and dist/*.d.ts`, unshipped);
+  const unshipped = sources
+    .flatMap((f) => [`dist/${f.replace(/\.ts$/, '.js')}`, `dist/${f.replace(/\.ts$/, '.d.ts')}`])
+    .filter((f) => !fileSet.has(f));
+  check(
+    sources.length > 0 && unshipped.length === 0,
+    `every one of the ${sources.length} source files of libs/telemetry/src ships as dist/*.js and dist/*.d.ts`,
+    unshipped,
+  );
   if (existsSync(join(repoRoot, 'libs', 'telemetry', 'LICENSE'))) check(fileSet.has('LICENSE'), 'it ships libs/telemetry/LICENSE');
 }
 if (!files.some((f) => /^LICEN[CS]E/i.test(f))) {
-  note(`package.json says "license": ${JSON.stringify(pkg.license)}, but no LICENSE file is shipped (npm adds one from libs/telemetry/ when it is there)`);
+  note(
+    `package.json says "license": ${JSON.stringify(pkg.license)}, but no LICENSE file is shipped (npm adds one from libs/telemetry/ when it is there)`,
+  );
 }
 for (const field of ['repository', 'homepage', 'bugs']) {
   if (pkg[field] === undefined) note(`package.json has no "${field}" (npm shows none on the package page)`);
@@ -241,22 +269,38 @@ collect(pkg.exports, 'exports');
 if (pkg.main) targets.push(['main', pkg.main]);
 if (pkg.types) targets.push(['types', pkg.types]);
 const badTargets = targets.filter(([, t]) => !t.startsWith('./') || !fileSet.has(normalize(t.slice(2))));
-check(targets.length > 0 && badTargets.length === 0, `every exports/main/types target is a shipped file (${targets.length} targets)`, badTargets.map(([w, t]) => `${w}: ${t}`));
+check(
+  targets.length > 0 && badTargets.length === 0,
+  `every exports/main/types target is a shipped file (${targets.length} targets)`,
+  badTargets.map(([w, t]) => `${w}: ${t}`),
+);
 const dotExport = pkg.exports?.['.'];
-check(dotExport && typeof dotExport === 'object' && Object.keys(dotExport)[0] === 'types', 'exports["."] lists "types" first (TypeScript takes the first condition that matches)');
+check(
+  dotExport && typeof dotExport === 'object' && Object.keys(dotExport)[0] === 'types',
+  'exports["."] lists "types" first (TypeScript takes the first condition that matches)',
+);
 
 // ---- every specifier in the shipped code
-const declared = new Set([...Object.keys(pkg.dependencies ?? {}), ...Object.keys(pkg.peerDependencies ?? {}), ...Object.keys(pkg.optionalDependencies ?? {})]);
+const declared = new Set([
+  ...Object.keys(pkg.dependencies ?? {}),
+  ...Object.keys(pkg.peerDependencies ?? {}),
+  ...Object.keys(pkg.optionalDependencies ?? {}),
+]);
 const packageOf = (spec) => (spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]);
 
 function specifiers(sf) {
   const found = [];
   const visit = (node) => {
-    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+    if (
+      (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) &&
+      node.moduleSpecifier &&
+      ts.isStringLiteral(node.moduleSpecifier)
+    ) {
       found.push({ spec: node.moduleSpecifier.text, dynamic: false });
     } else if (ts.isCallExpression(node) && node.arguments.length > 0 && ts.isStringLiteralLike(node.arguments[0])) {
       if (node.expression.kind === ts.SyntaxKind.ImportKeyword) found.push({ spec: node.arguments[0].text, dynamic: true });
-      else if (ts.isIdentifier(node.expression) && node.expression.text === 'require') found.push({ spec: node.arguments[0].text, dynamic: false });
+      else if (ts.isIdentifier(node.expression) && node.expression.text === 'require')
+        found.push({ spec: node.arguments[0].text, dynamic: false });
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
       found.push({ spec: node.argument.literal.text, dynamic: false });
     }
@@ -314,9 +358,21 @@ for (const file of [...jsFiles, ...dtsFiles]) {
   }
   if (!isDts) tla.push(...topLevelAwaits(sf));
 }
-check(unresolved.length === 0, `every relative import in the ${jsFiles.length} .js and ${dtsFiles.length} .d.ts files names a shipped file (${relCount} imports)`, unresolved);
-check(undeclared.length === 0, `every package they import is a node: builtin or declared in dependencies/peerDependencies (${[...bare].sort().join(', ')})`, undeclared);
-check(tla.length === 0, `no top-level await in any of the ${jsFiles.length} .js files (require(esm) refuses one: ERR_REQUIRE_ASYNC_MODULE)`, tla);
+check(
+  unresolved.length === 0,
+  `every relative import in the ${jsFiles.length} .js and ${dtsFiles.length} .d.ts files names a shipped file (${relCount} imports)`,
+  unresolved,
+);
+check(
+  undeclared.length === 0,
+  `every package they import is a node: builtin or declared in dependencies/peerDependencies (${[...bare].sort().join(', ')})`,
+  undeclared,
+);
+check(
+  tla.length === 0,
+  `no top-level await in any of the ${jsFiles.length} .js files (require(esm) refuses one: ERR_REQUIRE_ASYNC_MODULE)`,
+  tla,
+);
 const withoutTypes = jsFiles.filter((f) => !fileSet.has(f.replace(/\.js$/, '.d.ts')));
 check(withoutTypes.length === 0, 'every .js file has its .d.ts', withoutTypes);
 
@@ -344,6 +400,10 @@ for (const file of jsFiles) {
 }
 const orphanMaps = files.filter((f) => f.endsWith('.map') && !fileSet.has(f.replace(/\.map$/, '')));
 mapProblems.push(...orphanMaps.map((f) => `${f}: no file of its own`));
-check(mapProblems.length === 0, `the ${maps} source maps are whole: each names a shipped map, and sources not shipped are inline (sourcesContent)`, mapProblems);
+check(
+  mapProblems.length === 0,
+  `the ${maps} source maps are whole: each names a shipped map, and sources not shipped are inline (sourcesContent)`,
+  mapProblems,
+);
 
 process.exitCode = failures === 0 ? 0 : 1;

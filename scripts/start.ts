@@ -67,7 +67,10 @@ async function waitFor(url: string, what: string) {
   const deadline = Date.now() + 30_000;
   while (Date.now() < deadline) {
     if (stopping) throw new Error('stopped');
-    const ok = await fetch(url).then((r) => r.ok, () => false);
+    const ok = await fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) return;
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
@@ -91,14 +94,18 @@ async function whoHolds(port: number): Promise<string> {
     new Promise<boolean>((done) => {
       const timer = setTimeout(() => done(false), 1500);
       fetch(`${base}${path}`, { signal: AbortSignal.timeout(1000) })
-        .then((r) => r.ok, () => false)
+        .then(
+          (r) => r.ok,
+          () => false,
+        )
         .then((ok) => {
           clearTimeout(timer);
           done(ok);
         });
     });
   if (await answers('/api/summary')) return 'a journey explorer answers there: most likely an earlier `npm start` is still running';
-  if (await answers('/health')) return 'an app answers /health there: most likely the demo of an earlier `npm start` (or `npm run demo`) is still running';
+  if (await answers('/health'))
+    return 'an app answers /health there: most likely the demo of an earlier `npm start` (or `npm run demo`) is still running';
   return 'another program listens there';
 }
 
@@ -136,9 +143,12 @@ try {
   let firstUser: string | undefined;
   if (process.env.DEMO_TRAFFIC !== '0') {
     // Only a convenience: if it fails, the demo and the explorer still run.
-    const traffic = await runDemoTraffic({ apiUrl: demoUrl, posthogHost: explorerUrl, posthogKey: key, log: (line) => console.log(line) }).catch(
-      (error: Error) => void console.error(`The first round of demo traffic failed: ${error.message}`),
-    );
+    const traffic = await runDemoTraffic({
+      apiUrl: demoUrl,
+      posthogHost: explorerUrl,
+      posthogKey: key,
+      log: (line) => console.log(line),
+    }).catch((error: Error) => void console.error(`The first round of demo traffic failed: ${error.message}`));
     firstUser = traffic?.users[0]?.distinctId;
   }
   // Last, so the URLs are not scrolled away by the demo's logs.

@@ -78,6 +78,7 @@ class PlacesController {
 
   @Get('pipe')
   @UsePipes(FailingPipe)
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- the decorated parameter is what the pipe runs on
   pipe(@Param() _params: unknown) {
     return { unreachable: true };
   }
@@ -158,7 +159,9 @@ describe.each(ADAPTERS)('errors thrown anywhere, over %s', (adapter) => {
     const res = await request(app.getHttpServer()).get(path).set('X-Request-ID', id);
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ statusCode: 500, message: 'Internal server error' });
-    await capture.waitFor(() => ['api_request', 'api_error', '$exception'].every((name) => capture.forRequest(id).some((e) => e.event === name)));
+    await capture.waitFor(() =>
+      ['api_request', 'api_error', '$exception'].every((name) => capture.forRequest(id).some((e) => e.event === name)),
+    );
     await sentry.waitForRequests(id);
     await new Promise((done) => setTimeout(done, 200)); // a duplicate would arrive by now
     const events = capture.forRequest(id);

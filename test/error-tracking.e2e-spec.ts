@@ -1,4 +1,13 @@
-import { Catch, Controller, Get, HttpStatus, UseFilters, type ArgumentsHost, type ExceptionFilter, type INestApplication } from '@nestjs/common';
+import {
+  Catch,
+  Controller,
+  Get,
+  HttpStatus,
+  UseFilters,
+  type ArgumentsHost,
+  type ExceptionFilter,
+  type INestApplication,
+} from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ignoreError, TelemetryExceptionCaptured, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
 import request from 'supertest';
@@ -55,7 +64,9 @@ class ErrorsController {
 
   @Get('secret')
   secret() {
-    throw new Error('upstream refused Bearer abcDEF123456ghiJKL789 with key phc_abcdefghijklmnop1234 for https://api.example.com/v1?email=ann@example.com');
+    throw new Error(
+      'upstream refused Bearer abcDEF123456ghiJKL789 with key phc_abcdefghijklmnop1234 for https://api.example.com/v1?email=ann@example.com',
+    );
   }
 
   @Get('rate-limited')
@@ -87,11 +98,9 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
   let sequence = 0;
 
   async function start(options: TelemetryModuleOptions = {}) {
-    app = await createTestApp(
-      adapter,
-      sendingTo(capture.url, { ignoreErrors: [KnownGlitch, /maintenance window/], ...options }),
-      { controllers: [ErrorsController] },
-    );
+    app = await createTestApp(adapter, sendingTo(capture.url, { ignoreErrors: [KnownGlitch, /maintenance window/], ...options }), {
+      controllers: [ErrorsController],
+    });
     return request(app.getHttpServer());
   }
 
@@ -130,7 +139,7 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
       $session_id: 'sess-9',
       environment: 'test',
     });
-    const [first] = exception.properties.$exception_list as Array<{ type: string; stacktrace?: { frames?: unknown[] } }>;
+    const [first] = exception.properties.$exception_list as { type: string; stacktrace?: { frames?: unknown[] } }[];
     expect(first.type).toBe('TypeError');
     expect(first.stacktrace?.frames?.length).toBeGreaterThan(0);
     expect(apiError.properties.$exception_uuid).toBe(exception.uuid);
@@ -179,7 +188,12 @@ describe.each(ADAPTERS)('error tracking over %s', (adapter: AdapterName) => {
   });
 
   it('applies errorCategories rules, and redacts emails when asked', async () => {
-    const categorised = await eventsOf('/tracked/rate-limited', 500, {}, { errorCategories: [{ category: 'rate_limited', match: 'rate_limit_exceeded' }] });
+    const categorised = await eventsOf(
+      '/tracked/rate-limited',
+      500,
+      {},
+      { errorCategories: [{ category: 'rate_limited', match: 'rate_limit_exceeded' }] },
+    );
     expect(categorised.named('api_error')[0].properties.error_type).toBe('rate_limited');
     const kept = await eventsOf('/tracked/email', 500);
     expect(kept.named('api_error')[0].properties.error_message).toBe('no account for ann.lee@example.com');

@@ -17,14 +17,27 @@ describe('Journey explorer: ingestion', () => {
   let url: string;
 
   beforeAll(async () => {
-    const settings: ExplorerSettings = { port: 0, host: '127.0.0.1', dbPath: ':memory:', retentionDays: 7, maxEvents: 100_000, maxBodyBytes: MAX_BODY };
+    const settings: ExplorerSettings = {
+      port: 0,
+      host: '127.0.0.1',
+      dbPath: ':memory:',
+      retentionDays: 7,
+      maxEvents: 100_000,
+      maxBodyBytes: MAX_BODY,
+    };
     ({ app: explorer, url } = await startExplorer(settings, false));
   });
   afterAll(() => explorer.close());
 
   async function journey(query: Record<string, string>) {
     const response = await request(url).get('/api/journey').query(query).expect(200);
-    return response.body.events as Array<{ event: string; distinct_id: string; source: string; timestamp: string; properties: Record<string, any> }>;
+    return response.body.events as {
+      event: string;
+      distinct_id: string;
+      source: string;
+      timestamp: string;
+      properties: Record<string, any>;
+    }[];
   }
   /** Polls the JSON API until `done` holds (events arrive asynchronously from the clients). */
   async function until<T>(read: () => Promise<T>, done: (value: T) => boolean, timeoutMs = 10_000): Promise<T> {
@@ -47,7 +60,11 @@ describe('Journey explorer: ingestion', () => {
     await client.shutdown();
     const events = await journey({ distinct_id: user });
     expect(events.map((e) => e.event)).toEqual(['order_placed', 'order_shipped']);
-    expect(events[0]).toMatchObject({ distinct_id: user, source: 'backend', properties: { total: 42, nested: { a: [1, 2] }, $lib: 'posthog-node' } });
+    expect(events[0]).toMatchObject({
+      distinct_id: user,
+      source: 'backend',
+      properties: { total: 42, nested: { a: [1, 2] }, $lib: 'posthog-node' },
+    });
   });
 
   it("stores the module's own events, and joins them with the browser's by request id", async () => {
@@ -57,17 +74,32 @@ describe('Journey explorer: ingestion', () => {
       const browser = crypto.randomUUID(); // an anonymous visitor's id as posthog-js makes it
       const session = fresh('session');
       // The frontend's half, in posthog-js's wire format: gzip, `compression=gzip-js`, distinct id inside the properties.
-      const click = { uuid: crypto.randomUUID(), event: 'button_click', timestamp: new Date(Date.now() - 5).toISOString(), properties: { distinct_id: browser, $session_id: session, $lib: 'web', request_id: requestId } };
-      await request(url).post('/i/v0/e/?compression=gzip-js&ver=1.449.2').set('Content-Type', 'text/plain').send(gzipSync(JSON.stringify([click]))).expect(200);
+      const click = {
+        uuid: crypto.randomUUID(),
+        event: 'button_click',
+        timestamp: new Date(Date.now() - 5).toISOString(),
+        properties: { distinct_id: browser, $session_id: session, $lib: 'web', request_id: requestId },
+      };
+      await request(url)
+        .post('/i/v0/e/?compression=gzip-js&ver=1.449.2')
+        .set('Content-Type', 'text/plain')
+        .send(gzipSync(JSON.stringify([click])))
+        .expect(200);
       await request(app.getHttpServer())
         .get('/items/1')
         .set('X-Request-ID', requestId)
         .set('X-POSTHOG-DISTINCT-ID', browser)
         .set('X-POSTHOG-SESSION-ID', session)
         .expect(200);
-      const events = await until(() => journey({ request_id: requestId }), (e) => e.length >= 2);
+      const events = await until(
+        () => journey({ request_id: requestId }),
+        (e) => e.length >= 2,
+      );
       expect(events.map((e) => `${e.source}:${e.event}`)).toEqual(['frontend:button_click', 'backend:api_request']);
-      expect(events[1]).toMatchObject({ distinct_id: browser, properties: { endpoint: '/items/:id', status_code: 200, $session_id: session } });
+      expect(events[1]).toMatchObject({
+        distinct_id: browser,
+        properties: { endpoint: '/items/:id', status_code: 200, $session_id: session },
+      });
       const sessionEvents = await journey({ session_id: session });
       expect(sessionEvents).toHaveLength(2);
     } finally {
@@ -113,11 +145,28 @@ describe('Journey explorer: ingestion', () => {
 
   it('reads the compressions posthog-js sends: gzip-js and base64 form', async () => {
     const user = fresh('js-user');
-    const event = (name: string) => ({ uuid: crypto.randomUUID(), event: name, timestamp: new Date().toISOString(), properties: { distinct_id: user, $lib: 'web' } });
+    const event = (name: string) => ({
+      uuid: crypto.randomUUID(),
+      event: name,
+      timestamp: new Date().toISOString(),
+      properties: { distinct_id: user, $lib: 'web' },
+    });
     const b64 = Buffer.from(JSON.stringify([event('via_base64')])).toString('base64');
-    await request(url).post('/e/?compression=gzip-js').set('Content-Type', 'text/plain').send(gzipSync(JSON.stringify([event('via_gzip')]))).expect(200);
-    await request(url).post('/e/?compression=base64').type('form').send(`data=${encodeURIComponent(b64)}`).expect(200);
-    await request(url).post('/capture/').set('Content-Type', 'application/json').send(JSON.stringify(event('via_plain'))).expect(200);
+    await request(url)
+      .post('/e/?compression=gzip-js')
+      .set('Content-Type', 'text/plain')
+      .send(gzipSync(JSON.stringify([event('via_gzip')])))
+      .expect(200);
+    await request(url)
+      .post('/e/?compression=base64')
+      .type('form')
+      .send(`data=${encodeURIComponent(b64)}`)
+      .expect(200);
+    await request(url)
+      .post('/capture/')
+      .set('Content-Type', 'application/json')
+      .send(JSON.stringify(event('via_plain')))
+      .expect(200);
     expect((await journey({ distinct_id: user })).map((e) => e.event).sort()).toEqual(['via_base64', 'via_gzip', 'via_plain']);
   });
 
@@ -126,10 +175,17 @@ describe('Journey explorer: ingestion', () => {
     await request(url).post('/batch/').set('Content-Type', 'application/json').send(big).expect(413);
     const bomb = gzipSync(' '.repeat(MAX_BODY * 40));
     // fetch, not supertest: supertest would serialise a Buffer sent as application/json.
-    const inflated = await fetch(`${url}/batch/`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' }, body: bomb });
+    const inflated = await fetch(`${url}/batch/`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' },
+      body: bomb,
+    });
     expect(inflated.status).toBe(413);
     await request(url).post('/e/?compression=gzip-js').set('Content-Type', 'text/plain').send(bomb).expect(413);
-    const after = await request(url).post('/batch/').send({ batch: [{ event: 'after_413', distinct_id: fresh('u') }] }).expect(200);
+    const after = await request(url)
+      .post('/batch/')
+      .send({ batch: [{ event: 'after_413', distinct_id: fresh('u') }] })
+      .expect(200);
     expect(after.body).toMatchObject({ status: 1, stored: 1 });
   });
 
@@ -142,13 +198,23 @@ describe('Journey explorer: ingestion', () => {
 
   it("answers posthog-js's start-up calls harmlessly, and lets it post from another origin", async () => {
     const config = await request(url).get('/array/phc_test/config').expect(200);
-    expect(config.body).toMatchObject({ hasFeatureFlags: false, sessionRecording: false, supportedCompression: expect.arrayContaining(['gzip-js']) });
+    expect(config.body).toMatchObject({
+      hasFeatureFlags: false,
+      sessionRecording: false,
+      supportedCompression: expect.arrayContaining(['gzip-js']),
+    });
     const flags = await request(url).post('/flags/?v=2&config=true').send({ token: 'phc_test' }).expect(200);
     expect(flags.body).toMatchObject({ flags: {}, errorsWhileComputingFlags: false });
     // Person updates and recordings are answered, not stored.
     const before = (await request(url).get('/api/summary')).body.events;
-    await request(url).post('/engage/').send({ $distinct_id: 'x', $set: { a: 1 } }).expect(200);
-    await request(url).post('/s/').send([{ event: '$snapshot', properties: { distinct_id: 'x' } }]).expect(200);
+    await request(url)
+      .post('/engage/')
+      .send({ $distinct_id: 'x', $set: { a: 1 } })
+      .expect(200);
+    await request(url)
+      .post('/s/')
+      .send([{ event: '$snapshot', properties: { distinct_id: 'x' } }])
+      .expect(200);
     expect((await request(url).get('/api/summary')).body.events).toBe(before);
     const preflight = await request(url)
       .options('/i/v0/e/')
@@ -162,7 +228,10 @@ describe('Journey explorer: ingestion', () => {
   it('does not let another origin read the JSON API', async () => {
     const read = await request(url).get('/api/summary').set('Origin', 'http://evil.example').expect(200);
     expect(read.headers['access-control-allow-origin']).toBeUndefined();
-    const preflight = await request(url).options('/api/journey').set('Origin', 'http://evil.example').set('Access-Control-Request-Method', 'GET');
+    const preflight = await request(url)
+      .options('/api/journey')
+      .set('Origin', 'http://evil.example')
+      .set('Access-Control-Request-Method', 'GET');
     expect(preflight.headers['access-control-allow-origin']).toBeUndefined();
   });
 

@@ -6,7 +6,6 @@ import {
   Module,
   NotFoundException,
   UseGuards,
-  type ArgumentsHost,
   type CanActivate,
   type ExecutionContext,
   type INestApplication,
@@ -16,10 +15,21 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { jest } from '@jest/globals';
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import type { MercuriusDriverConfig } from '@nestjs/mercurius';
-import { Args, Field, GqlExecutionContext, GraphQLModule, type GqlExceptionFilter, Int, Mutation, ObjectType, Query, Resolver } from '@nestjs/graphql';
+import {
+  Args,
+  Field,
+  GqlExecutionContext,
+  GraphQLModule,
+  type GqlExceptionFilter,
+  Int,
+  Mutation,
+  ObjectType,
+  Query,
+  Resolver,
+} from '@nestjs/graphql';
 import { GraphQLError } from 'graphql';
 import { SkipTelemetry, TelemetryModule, TelemetryService, getRequestContext, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
-import { CaptureServer, type CapturedEvent } from './support/capture-server.js';
+import { CaptureServer } from './support/capture-server.js';
 import { RecordingLogger } from './support/recording-logger.js';
 import { SentryServer, sentryFor } from './support/sentry-server.js';
 import { sendingTo } from './support/test-app.js';
@@ -54,14 +64,14 @@ class BearerGuard implements CanActivate {
   }
 }
 
-const seen: Array<ReturnType<typeof getRequestContext>> = [];
+const seen: ReturnType<typeof getRequestContext>[] = [];
 
 /** An error of the app's domain, which its GraphQL filter answers with an error of its own shape. */
 class PaymentRequiredError extends Error {}
 
 @Catch(PaymentRequiredError)
 class PaymentRequiredFilter implements GqlExceptionFilter {
-  catch(exception: PaymentRequiredError, _host: ArgumentsHost) {
+  catch(exception: PaymentRequiredError) {
     return new GraphQLError(`payment required: ${exception.message}`, { extensions: { code: 'PAYMENT_REQUIRED' } });
   }
 }
@@ -132,12 +142,27 @@ const DRIVERS: Driver[] = ['apollo', 'mercurius'];
 
 function graphqlModule(driver: Driver) {
   return driver === 'apollo'
-    ? GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, autoSchemaFile: true, graphiql: false, allowBatchedHttpRequests: true })
-    : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, autoSchemaFile: true, graphiql: false, allowBatchedQueries: true });
+    ? GraphQLModule.forRoot<ApolloDriverConfig>({
+        driver: ApolloDriver,
+        autoSchemaFile: true,
+        graphiql: false,
+        allowBatchedHttpRequests: true,
+      })
+    : GraphQLModule.forRoot<MercuriusDriverConfig>({
+        driver: MercuriusDriver,
+        autoSchemaFile: true,
+        graphiql: false,
+        allowBatchedQueries: true,
+      });
 }
 
 /** Boots the app as `main.ts` does, with `TelemetryModule` first or last among its imports, or without it. */
-async function boot(driver: Driver, logger: RecordingLogger, telemetry?: TelemetryModuleOptions, placement: 'first' | 'last' = 'first'): Promise<INestApplication> {
+async function boot(
+  driver: Driver,
+  logger: RecordingLogger,
+  telemetry?: TelemetryModuleOptions,
+  placement: 'first' | 'last' = 'first',
+): Promise<INestApplication> {
   const telemetryImport = telemetry ? [TelemetryModule.forRoot({ environment: 'test', ...telemetry })] : [];
   @Module({
     imports: placement === 'first' ? [...telemetryImport, graphqlModule(driver)] : [graphqlModule(driver), ...telemetryImport],
@@ -159,9 +184,9 @@ interface Case {
   get?: string;
   headers?: Record<string, string>;
   /** `[endpoint, status_code, success]` of each `api_request` expected (one per operation). */
-  expect: Array<[string, number, boolean]>;
+  expect: [string, number, boolean][];
   /** The `api_error`s expected: `[error message fragment, tracked]` (tracked: `$exception` and Sentry). */
-  errors: Array<[string, boolean]>;
+  errors: [string, boolean][];
   user?: string;
 }
 
@@ -171,7 +196,12 @@ function cases(driver: Driver, placement: string): Case[] {
   // Messages of their own per app and run: Sentry's Dedupe drops identical consecutive events.
   const tag = `${driver}-${placement}-${process.pid}`;
   return [
-    { name: 'success', body: gql('query GetBook { book(title: "Dune") { title pages } }'), expect: [['graphql:query GetBook', 200, true]], errors: [] },
+    {
+      name: 'success',
+      body: gql('query GetBook { book(title: "Dune") { title pages } }'),
+      expect: [['graphql:query GetBook', 200, true]],
+      errors: [],
+    },
     {
       name: 'resolver error',
       body: gql(`query Collapse { failing(tag: "${tag}") { title } }`),
@@ -184,7 +214,12 @@ function cases(driver: Driver, placement: string): Case[] {
       expect: [['graphql:query Missing', 404, false]],
       errors: [[`no such book (${tag})`, false]],
     },
-    { name: 'guard rejection', body: gql('query Secret { secret }'), expect: [['graphql:query Secret', 403, false]], errors: [['members only', false]] },
+    {
+      name: 'guard rejection',
+      body: gql('query Secret { secret }'),
+      expect: [['graphql:query Secret', 403, false]],
+      errors: [['members only', false]],
+    },
     {
       name: 'guard with a user',
       body: gql('query Secret { secret remember }'),
@@ -199,10 +234,17 @@ function cases(driver: Driver, placement: string): Case[] {
       expect: [['graphql:query BadField', 400, false]],
       errors: [['nope', false]],
     },
-    { name: 'anonymous operation', body: gql('{ book(title: "Emma") { title } }'), expect: [['graphql:query book', 200, true]], errors: [] },
+    {
+      name: 'anonymous operation',
+      body: gql('{ book(title: "Emma") { title } }'),
+      expect: [['graphql:query book', 200, true]],
+      errors: [],
+    },
     {
       name: 'document of several operations, with operationName',
-      body: gql(`query First { book(title: "a") { title } } query Second { failing(tag: "${tag}-2") { title } }`, { operationName: 'Second' }),
+      body: gql(`query First { book(title: "a") { title } } query Second { failing(tag: "${tag}-2") { title } }`, {
+        operationName: 'Second',
+      }),
       expect: [['graphql:query Second', 500, false]],
       errors: [[`shelf collapsed (${tag}-2)`, true]],
     },
@@ -278,7 +320,10 @@ function cases(driver: Driver, placement: string): Case[] {
     { name: '@SkipTelemetry() resolver', body: gql('query Ping { ping }'), expect: [], errors: [] },
     {
       name: 'batch',
-      body: JSON.stringify([{ query: 'query One { book(title: "one") { title } }' }, { query: 'mutation Add { addBook(title: "two") { pages } }' }]),
+      body: JSON.stringify([
+        { query: 'query One { book(title: "one") { title } }' },
+        { query: 'mutation Add { addBook(title: "two") { pages } }' },
+      ]),
       expect: [
         ['graphql:query One', 200, true],
         ['graphql:mutation Add', 200, true],
@@ -314,7 +359,10 @@ async function runAll(app: INestApplication, list: Case[], ids: string[]): Promi
 /** Keeps the context Nest's `Logger` appends last (`error(message, stack?, context)`). */
 class ErrorLogger extends RecordingLogger {
   error(message: unknown, ...rest: unknown[]) {
-    this.entries.push({ context: String(rest[rest.length - 1] ?? ''), message: message instanceof Error ? `${message.name}: ${message.message}` : String(message) });
+    this.entries.push({
+      context: String(rest[rest.length - 1] ?? ''),
+      message: message instanceof Error ? `${message.name}: ${message.message}` : String(message),
+    });
   }
 }
 
@@ -358,9 +406,13 @@ describe.each(SHAPES)('GraphQL on %s, the module imported %s', (driver, placemen
     try {
       withModule = await runAll(app, list, ids);
       const expected = list.reduce((n, c) => n + c.expect.length, 0);
-      await capture.waitFor((events) => events.filter((e) => e.event === 'api_request' && ids.includes(e.properties.request_id)).length >= expected);
+      await capture.waitFor(
+        (events) => events.filter((e) => e.event === 'api_request' && ids.includes(e.properties.request_id)).length >= expected,
+      );
       const errors = list.reduce((n, c) => n + c.errors.length, 0);
-      await capture.waitFor((events) => events.filter((e) => e.event === 'api_error' && ids.includes(e.properties.request_id)).length >= errors);
+      await capture.waitFor(
+        (events) => events.filter((e) => e.event === 'api_error' && ids.includes(e.properties.request_id)).length >= errors,
+      );
       const tracked = list.flatMap((c, i) => (c.errors.some(([, t]) => t) ? [ids[i]] : []));
       await sentry.waitForRequests(...tracked);
       await new Promise((done) => setTimeout(done, 200)); // anything extra would have arrived by now
@@ -388,7 +440,9 @@ describe.each(SHAPES)('GraphQL on %s, the module imported %s', (driver, placemen
     const c = list[i];
     const events = capture.forRequest(ids[i]);
     const requests = events.filter((e) => e.event === 'api_request');
-    expect(requests.map((e) => [e.properties.endpoint, e.properties.status_code, e.properties.success]).sort()).toEqual([...c.expect].sort());
+    expect(requests.map((e) => [e.properties.endpoint, e.properties.status_code, e.properties.success]).sort()).toEqual(
+      [...c.expect].sort(),
+    );
     for (const e of requests) {
       expect(e.properties.method).toBe(c.get ? 'GET' : 'POST');
       expect(typeof e.properties.response_time_ms).toBe('number');

@@ -14,11 +14,11 @@ interface Case {
   content_encoding: string;
   content_type: string;
   body: string;
-  output: Array<{ uuid: string; event: string; distinct_id: string; timestamp: string; properties?: Record<string, unknown> }>;
+  output: { uuid: string; event: string; distinct_id: string; timestamp: string; properties?: Record<string, unknown> }[];
 }
 
 const file = fileURLToPath(new URL('./fixtures/capture-requests.jsonl', import.meta.url));
-const cases: Array<[string, Case]> = [];
+const cases: [string, Case][] = [];
 let comment = '';
 for (const line of readFileSync(file, 'utf8').split('\n')) {
   if (line.startsWith('#')) comment = line.slice(1).trim();
@@ -47,9 +47,16 @@ describe('Journey explorer: ingestion parity with PostHog capture fixtures', () 
     const answer = (await response.json()) as Record<string, unknown>;
     expect({ status: response.status, answer }).toMatchObject({ status: 200, answer: { status: 1, stored: c.output.length, rejected: 0 } });
     for (const expected of c.output) {
-      const { events } = (await (await fetch(`${url}/api/journey?distinct_id=${encodeURIComponent(expected.distinct_id)}`)).json()) as { events: any[] };
+      const { events } = (await (await fetch(`${url}/api/journey?distinct_id=${encodeURIComponent(expected.distinct_id)}`)).json()) as {
+        events: any[];
+      };
       const stored = events.find((e) => e.uuid === expected.uuid);
-      expect(stored).toMatchObject({ uuid: expected.uuid, event: expected.event, distinct_id: expected.distinct_id, timestamp: expected.timestamp });
+      expect(stored).toMatchObject({
+        uuid: expected.uuid,
+        event: expected.event,
+        distinct_id: expected.distinct_id,
+        timestamp: expected.timestamp,
+      });
       if (expected.properties) expect(stored.properties).toMatchObject(expected.properties);
     }
   });

@@ -77,7 +77,9 @@ class Jobs {
   }
 }
 
-type Order = { id: string };
+interface Order {
+  id: string;
+}
 
 /** No Sentry tags here: the app without the module runs these too, outside any isolation scope. */
 @Injectable()
@@ -201,7 +203,7 @@ const handlerLogLines = (logger: RecordingLogger, prefix: string) =>
     .sort();
 
 const crumbsOf = (event: SentryEnvelopeEvent): string[] => {
-  const crumbs = event.breadcrumbs as Array<{ message?: string }> | { values?: Array<{ message?: string }> } | undefined;
+  const crumbs = event.breadcrumbs as { message?: string }[] | { values?: { message?: string }[] } | undefined;
   return (Array.isArray(crumbs) ? crumbs : (crumbs?.values ?? [])).map((c) => c.message ?? '');
 };
 
@@ -289,14 +291,21 @@ describe('jobs and events, TelemetryModule imported after ScheduleModule and Eve
       expect(events).toHaveLength(1);
       const [event] = events;
       expect(event.event_id).toBe(apiError.properties.sentry_event_id);
-      expect(event.tags).toMatchObject({ request_id: apiError.properties.request_id, endpoint, error_type: 'application_error', job_run: `interval-${run}` });
+      expect(event.tags).toMatchObject({
+        request_id: apiError.properties.request_id,
+        endpoint,
+        error_type: 'application_error',
+        job_run: `interval-${run}`,
+      });
       expect(event.exception?.values?.[0]?.value).toBe(`${label} interval failure ${run}`);
       // Its own breadcrumb, and nothing of the other runs, nor of the cron job running alongside.
       const crumbs = crumbsOf(event).filter((m) => m.startsWith(label));
       expect(crumbs).toEqual([`${label} interval run ${run}`]);
     }
     // What the job captured itself carries its run's request_id.
-    await capture.waitFor(() => capture.eventsNamed('refresh_raw', (e) => e.properties.label === label && e.properties.run === 3).length === 1);
+    await capture.waitFor(
+      () => capture.eventsNamed('refresh_raw', (e) => e.properties.label === label && e.properties.run === 3).length === 1,
+    );
     for (const apiError of apiErrors) {
       const run = Number(/failure (\d+)$/.exec(apiError.properties.error_message)![1]);
       for (const name of ['refresh_started', 'refresh_raw']) {
@@ -348,7 +357,9 @@ describe('jobs and events, TelemetryModule imported after ScheduleModule and Eve
       ['event:order.created', `stock failed for ${label}:emit-async`],
       ['event:order.paid', `charge failed for ${label}:declined`],
     ];
-    await capture.waitFor(() => expected.every(([, message]) => capture.eventsNamed('api_error', (e) => e.properties.error_message === message).length > 0));
+    await capture.waitFor(() =>
+      expected.every(([, message]) => capture.eventsNamed('api_error', (e) => e.properties.error_message === message).length > 0),
+    );
     await subject.app.get(TelemetryService).flush();
     const apiErrors = expected.map(([endpoint, message]) => {
       const found = capture.eventsNamed('api_error', (e) => e.properties.error_message === message);
@@ -366,7 +377,10 @@ describe('jobs and events, TelemetryModule imported after ScheduleModule and Eve
       const [event, ...more] = sentry.eventsFor(apiError.properties.request_id);
       expect(more).toEqual([]);
       expect(event.exception?.values?.[0]?.value).toBe(apiError.properties.error_message);
-      expect((event.exception?.values?.[0] as { mechanism?: unknown } | undefined)?.mechanism).toMatchObject({ handled: false, type: 'auto.event.nestjs_posthog_telemetry' });
+      expect((event.exception?.values?.[0] as { mechanism?: unknown } | undefined)?.mechanism).toMatchObject({
+        handled: false,
+        type: 'auto.event.nestjs_posthog_telemetry',
+      });
       const receipts = crumbsOf(event).filter((m) => m.startsWith('receipt attempt'));
       const id = /for (\S+)$/.exec(apiError.properties.error_message)![1];
       expect(receipts).toEqual(apiError.properties.error_message.startsWith('receipt') ? [`receipt attempt ${id}`] : []);
@@ -447,7 +461,9 @@ describe('captureJobErrors: false', () => {
   const label = 'jobs-off';
 
   it('sends nothing for jobs or handlers, which behave as without the module', async () => {
-    const subject = await createJobsApp(label, { telemetry: sendingTo(capture.url, { sentry: sentryFor(sentry), captureJobErrors: false }) });
+    const subject = await createJobsApp(label, {
+      telemetry: sendingTo(capture.url, { sentry: sentryFor(sentry), captureJobErrors: false }),
+    });
     const outcomes = await emitterOutcomes(subject.emitter, label);
     await waitUntil(() => subject.jobs!.intervalRuns >= 5 && subject.jobs!.timeoutRuns === 1, 'the interval and the timeout ran');
     await subject.app.close();

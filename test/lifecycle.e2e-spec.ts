@@ -1,18 +1,11 @@
 import { Injectable, Module } from '@nestjs/common';
 import { spawn } from 'node:child_process';
 import { gunzipSync } from 'node:zlib';
-import {
-  getRequestContext,
-  TelemetryService,
-  TelemetryModule,
-  type TelemetryModuleOptions,
-} from 'nestjs-posthog-telemetry';
+import { getRequestContext, TelemetryService, TelemetryModule, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
 import request from 'supertest';
 import { freePort, RecordingLogger } from './support/recording-logger.js';
 import { CaptureServer } from './support/capture-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
-
-
 
 describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
   let capture: CaptureServer;
@@ -28,11 +21,18 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
     // Nothing leaves before close: batches of 1000 and a one-minute interval.
     const app = await createTestApp(adapter, sendingTo(capture.url, { posthogOptions: { flushAt: 1000, flushInterval: 60_000 } }));
     const http = request(app.getHttpServer());
-    for (let i = 0; i < 40; i++) await http.get(`/items/${(i % 2) + 1}`).set('X-Request-ID', `close-${i}`).expect(200);
+    for (let i = 0; i < 40; i++)
+      await http
+        .get(`/items/${(i % 2) + 1}`)
+        .set('X-Request-ID', `close-${i}`)
+        .expect(200);
     await new Promise((done) => setTimeout(done, 100));
     expect(capture.events).toHaveLength(0);
     await app.close();
-    const delivered = capture.eventsNamed('api_request').map((e) => e.properties.request_id).sort();
+    const delivered = capture
+      .eventsNamed('api_request')
+      .map((e) => e.properties.request_id)
+      .sort();
     expect(delivered).toEqual(Array.from({ length: 40 }, (_, i) => `close-${i}`).sort());
   });
 
@@ -40,7 +40,10 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
     capture.behaviour = { kind: 'hang' };
     const shutdownTimeoutMs = 400;
     // posthog-node's own client (it sends the $exception) gives up quickly too, rather than logging after the test.
-    const app = await createTestApp(adapter, sendingTo(capture.url, { shutdownTimeoutMs, posthogOptions: { requestTimeout: 200, fetchRetryCount: 0 } }));
+    const app = await createTestApp(
+      adapter,
+      sendingTo(capture.url, { shutdownTimeoutMs, posthogOptions: { requestTimeout: 200, fetchRetryCount: 0 } }),
+    );
     const http = request(app.getHttpServer());
     for (let i = 0; i < 20; i++) {
       const res = await http.get('/items/1');
@@ -58,7 +61,10 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
   it('answers requests normally when nothing listens at the PostHog host', async () => {
     const app = await createTestApp(
       adapter,
-      sendingTo(`http://127.0.0.1:${await freePort()}`, { shutdownTimeoutMs: 300, posthogOptions: { requestTimeout: 200, fetchRetryCount: 0 } }),
+      sendingTo(`http://127.0.0.1:${await freePort()}`, {
+        shutdownTimeoutMs: 300,
+        posthogOptions: { requestTimeout: 200, fetchRetryCount: 0 },
+      }),
     );
     const http = request(app.getHttpServer());
     await http.get('/items/2').expect(200, { id: 2, name: 'Soda' });
@@ -75,7 +81,9 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
     await http.post('/chat').set('X-Request-ID', 'local-3').send({ message: 'hi' }).expect(201);
     await app.close();
     const eventLines = logger.messagesFrom('Telemetry').filter((l) => /request_id/.test(l));
-    expect(eventLines.some((l) => l.includes('api_request') && l.includes('"request_id":"local-1"') && l.includes('"/items/:id"'))).toBe(true);
+    expect(eventLines.some((l) => l.includes('api_request') && l.includes('"request_id":"local-1"') && l.includes('"/items/:id"'))).toBe(
+      true,
+    );
     expect(eventLines.some((l) => l.includes('api_error') && l.includes('"error_type":"connection_error"'))).toBe(true);
     expect(eventLines.some((l) => l.includes('chat_message_sent') && l.includes('"request_id":"local-3"'))).toBe(true);
     for (const line of eventLines) expect(line).not.toContain('\n');
@@ -126,7 +134,11 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
 
   it('tags internal users instead of dropping them when asked', async () => {
     const app = await createTestApp(adapter, sendingTo(capture.url, { internalDomains: ['staff.example'], internalUsers: 'tag' }));
-    await request(app.getHttpServer()).get('/me').set('X-Request-ID', 'staff-tag').set('Authorization', 'Bearer bob@staff.example').expect(200);
+    await request(app.getHttpServer())
+      .get('/me')
+      .set('X-Request-ID', 'staff-tag')
+      .set('Authorization', 'Bearer bob@staff.example')
+      .expect(200);
     await app.close();
     const [event] = capture.forRequest('staff-tag');
     expect(event.properties).toMatchObject({ is_internal_user: true, user_id: 'bob@staff.example' });
@@ -210,7 +222,11 @@ describe('configuration', () => {
     await app.close();
     const [apiError] = capture.eventsNamed('api_error');
     const [exception] = capture.eventsNamed('$exception');
-    expect(apiError.properties).toMatchObject({ endpoint: 'cron:nightly-import', status_code: 500, error_message: 'nightly import failed' });
+    expect(apiError.properties).toMatchObject({
+      endpoint: 'cron:nightly-import',
+      status_code: 500,
+      error_message: 'nightly import failed',
+    });
     expect(apiError.properties.$exception_uuid).toBe(exception.uuid);
   });
 
@@ -223,7 +239,10 @@ describe('configuration', () => {
       "await NestFactory.createApplicationContext(TelemetryModule.forRoot({ apiKey: 'phc_x', host: process.env.CAPTURE_URL, captureProcessErrors: true }), { logger: false });",
       "setTimeout(() => Promise.reject(new Error('background failure')), 20);",
     ].join('\n');
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, CAPTURE_URL: capture.url }, stdio: 'ignore' });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, CAPTURE_URL: capture.url },
+      stdio: 'ignore',
+    });
     const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)));
     expect(code).toBe(1);
     await capture.waitFor((events) => events.some((e) => e.event === '$exception'));

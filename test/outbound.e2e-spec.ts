@@ -6,7 +6,6 @@ import {
   Get,
   Headers,
   Inject,
-  Injectable,
   Module,
   UseGuards,
   type CanActivate,
@@ -16,7 +15,14 @@ import {
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { LoggerModule, PinoLogger } from 'nestjs-pino';
-import { currentTraceparent, getRequestContext, POSTHOG_CLIENT, telemetryLogFields, TelemetryModule, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
+import {
+  currentTraceparent,
+  getRequestContext,
+  POSTHOG_CLIENT,
+  telemetryLogFields,
+  TelemetryModule,
+  type TelemetryModuleOptions,
+} from 'nestjs-posthog-telemetry';
 import { createServer, get as httpGet, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -62,7 +68,10 @@ class ServiceBController {
   @Get('echo')
   echo(@Headers() headers: IncomingHttpHeaders): Received {
     const context = getRequestContext();
-    return { ...received(headers), context: context ? { requestId: context.requestId, traceId: context.traceId, spanId: context.spanId } : null };
+    return {
+      ...received(headers),
+      context: context ? { requestId: context.requestId, traceId: context.traceId, spanId: context.spanId } : null,
+    };
   }
 }
 
@@ -160,8 +169,15 @@ class ServiceAController {
   }
 }
 
-async function boot(adapter: AdapterName, module: { imports?: any[]; controllers: any[] }, telemetry: TelemetryModuleOptions): Promise<INestApplication> {
-  @Module({ imports: [TelemetryModule.forRoot({ environment: 'test', ...telemetry }), ...(module.imports ?? [])], controllers: module.controllers })
+async function boot(
+  adapter: AdapterName,
+  module: { imports?: any[]; controllers: any[] },
+  telemetry: TelemetryModuleOptions,
+): Promise<INestApplication> {
+  @Module({
+    imports: [TelemetryModule.forRoot({ environment: 'test', ...telemetry }), ...(module.imports ?? [])],
+    controllers: module.controllers,
+  })
   class AppModule {}
   const app =
     adapter === 'fastify'
@@ -210,7 +226,11 @@ describe.each(ADAPTERS)('outbound calls and trace context, over %s', (adapter) =
     targets.b = urlOf(serviceB.getHttpServer());
     targets.c = c.url;
     const excluded = c.url;
-    serviceA = await boot(adapter, { imports: [HttpModule], controllers: [ServiceAController] }, sendingTo(capture.url, { propagateTo: (url) => !url.startsWith(excluded) }));
+    serviceA = await boot(
+      adapter,
+      { imports: [HttpModule], controllers: [ServiceAController] },
+      sendingTo(capture.url, { propagateTo: (url) => !url.startsWith(excluded) }),
+    );
     a = urlOf(serviceA.getHttpServer());
   });
   afterAll(async () => {
@@ -222,36 +242,50 @@ describe.each(ADAPTERS)('outbound calls and trace context, over %s', (adapter) =
 
   /** A's and B's `api_request` of one journey. */
   async function journey(requestId: string, endpoint: string): Promise<{ a: CapturedEvent; b: CapturedEvent }> {
-    await capture.waitFor(() => apiRequest(capture, requestId, endpoint) !== undefined && apiRequest(capture, requestId, '/b/echo') !== undefined);
+    await capture.waitFor(
+      () => apiRequest(capture, requestId, endpoint) !== undefined && apiRequest(capture, requestId, '/b/echo') !== undefined,
+    );
     return { a: apiRequest(capture, requestId, endpoint)!, b: apiRequest(capture, requestId, '/b/echo')! };
   }
 
-  it.each(['fetch', 'axios', 'http'])('carries the request id and a traceparent to the next service with %s: one journey, one trace', async (via) => {
-    const id = nextId(via);
-    const answer: Received = await getJson(`${a}/a/${via}`, { 'X-Request-ID': id, Authorization: 'Bearer user_7' });
-    expect(answer.requestId).toBe(id);
-    const [, traceId, parentSpanId, flags] = TRACEPARENT.exec(answer.traceparent ?? '') ?? [];
-    expect(traceId).toBeDefined();
-    expect(flags).toBe('01');
+  it.each(['fetch', 'axios', 'http'])(
+    'carries the request id and a traceparent to the next service with %s: one journey, one trace',
+    async (via) => {
+      const id = nextId(via);
+      const answer: Received = await getJson(`${a}/a/${via}`, { 'X-Request-ID': id, Authorization: 'Bearer user_7' });
+      expect(answer.requestId).toBe(id);
+      const [, traceId, parentSpanId, flags] = TRACEPARENT.exec(answer.traceparent ?? '') ?? [];
+      expect(traceId).toBeDefined();
+      expect(flags).toBe('01');
 
-    const events = await journey(id, `/a/${via}`);
-    // A started the trace (no traceparent came in); its span is the parent of B's.
-    expect(events.a.properties).toMatchObject({ request_id: id, trace_id: traceId, span_id: parentSpanId, user_id: 'user_7' });
-    expect(events.a.properties).not.toHaveProperty('parent_span_id');
-    expect(events.b.properties).toMatchObject({ request_id: id, trace_id: traceId, parent_span_id: parentSpanId });
-    expect(events.b.properties.span_id).toMatch(/^[0-9a-f]{16}$/);
-    expect(events.b.properties.span_id).not.toBe(parentSpanId);
-    // B's own code sees the same journey.
-    expect(answer.context).toEqual({ requestId: id, traceId, spanId: events.b.properties.span_id });
-  });
+      const events = await journey(id, `/a/${via}`);
+      // A started the trace (no traceparent came in); its span is the parent of B's.
+      expect(events.a.properties).toMatchObject({ request_id: id, trace_id: traceId, span_id: parentSpanId, user_id: 'user_7' });
+      expect(events.a.properties).not.toHaveProperty('parent_span_id');
+      expect(events.b.properties).toMatchObject({ request_id: id, trace_id: traceId, parent_span_id: parentSpanId });
+      expect(events.b.properties.span_id).toMatch(/^[0-9a-f]{16}$/);
+      expect(events.b.properties.span_id).not.toBe(parentSpanId);
+      // B's own code sees the same journey.
+      expect(answer.context).toEqual({ requestId: id, traceId, spanId: events.b.properties.span_id });
+    },
+  );
 
   it('continues an incoming traceparent, with its sampled flag, and starts a new trace for an invalid one', async () => {
     const sampled = nextId('incoming');
     const unsampled = nextId('unsampled');
     const invalid = nextId('invalid');
-    const first: Received = await getJson(`${a}/a/fetch`, { 'X-Request-ID': sampled, traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-01` });
-    const second: Received = await getJson(`${a}/a/axios`, { 'X-Request-ID': unsampled, traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-00` });
-    const third: Received = await getJson(`${a}/a/http`, { 'X-Request-ID': invalid, traceparent: `00-${'0'.repeat(32)}-${INCOMING_PARENT}-01` });
+    const first: Received = await getJson(`${a}/a/fetch`, {
+      'X-Request-ID': sampled,
+      traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-01`,
+    });
+    const second: Received = await getJson(`${a}/a/axios`, {
+      'X-Request-ID': unsampled,
+      traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-00`,
+    });
+    const third: Received = await getJson(`${a}/a/http`, {
+      'X-Request-ID': invalid,
+      traceparent: `00-${'0'.repeat(32)}-${INCOMING_PARENT}-01`,
+    });
 
     expect(first.traceparent).toMatch(new RegExp(`^00-${INCOMING_TRACE}-[0-9a-f]{16}-01$`));
     expect(second.traceparent).toMatch(new RegExp(`^00-${INCOMING_TRACE}-[0-9a-f]{16}-00$`));
@@ -272,7 +306,13 @@ describe.each(ADAPTERS)('outbound calls and trace context, over %s', (adapter) =
     const id = nextId('own');
     const answer = await getJson(`${a}/a/own`, { 'X-Request-ID': id });
     for (const via of ['fetch', 'axios', 'http', 'httpList']) {
-      expect({ via, ...answer[via], context: undefined }).toEqual({ via, requestId: OWN['X-Request-ID'], traceparent: OWN.traceparent, own: 'yes', context: undefined });
+      expect({ via, ...answer[via], context: undefined }).toEqual({
+        via,
+        requestId: OWN['X-Request-ID'],
+        traceparent: OWN.traceparent,
+        own: 'yes',
+        context: undefined,
+      });
     }
     expect(answer.listAfter).toEqual(['Host', new URL(targets.b).host, ...Object.entries(OWN).flat()]);
   });
@@ -292,7 +332,11 @@ describe.each(ADAPTERS)('outbound calls and trace context, over %s', (adapter) =
   it("never puts an operation's ids on the module's own deliveries to PostHog, even when flushed during a request", async () => {
     const id = nextId('capture');
     const answer = await getJson(`${a}/a/capture`, { 'X-Request-ID': id });
-    await capture.waitFor(() => capture.eventsNamed('app_event', (e) => e.properties.request_id === id).length === 1 && apiRequest(capture, id, '/a/capture') !== undefined);
+    await capture.waitFor(
+      () =>
+        capture.eventsNamed('app_event', (e) => e.properties.request_id === id).length === 1 &&
+        apiRequest(capture, id, '/a/capture') !== undefined,
+    );
     const [event] = capture.eventsNamed('app_event', (e) => e.properties.request_id === id);
     const own = apiRequest(capture, id, '/a/capture')!;
     // The app's own capture carries the operation's trace too.
@@ -315,7 +359,11 @@ describe('propagation turned off', () => {
     capture = await new CaptureServer().start();
     serviceB = await boot('express', { controllers: [ServiceBController] }, sendingTo(capture.url));
     targets.b = urlOf(serviceB.getHttpServer());
-    serviceA = await boot('express', { imports: [HttpModule], controllers: [ServiceAController] }, sendingTo(capture.url, { propagate: false }));
+    serviceA = await boot(
+      'express',
+      { imports: [HttpModule], controllers: [ServiceAController] },
+      sendingTo(capture.url, { propagate: false }),
+    );
   });
   afterAll(async () => {
     await serviceA?.close();
@@ -336,7 +384,7 @@ describe('propagation turned off', () => {
 
 /** pino's log lines, parsed, as pino writes them. */
 class LogLines extends Writable {
-  readonly lines: Array<Record<string, any>> = [];
+  readonly lines: Record<string, any>[] = [];
   override _write(chunk: Buffer, _encoding: string, done: () => void): void {
     for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') this.lines.push(JSON.parse(line));
     done();
@@ -364,7 +412,11 @@ describe.each(ADAPTERS)('the nestjs-pino recipe, over %s', (adapter) => {
     capture = await new CaptureServer().start();
     resetRootLogger();
     const routes = adapter === 'fastify' ? { forRoutes: [{ path: '{*path}', method: 0 /* RequestMethod.GET */ }] } : {};
-    app = await boot(adapter, { imports: [LoggerModule.forRoot({ pinoHttp: [{ mixin: telemetryLogFields }, logs], ...routes })], controllers: [LoggedController] }, sendingTo(capture.url));
+    app = await boot(
+      adapter,
+      { imports: [LoggerModule.forRoot({ pinoHttp: [{ mixin: telemetryLogFields }, logs], ...routes })], controllers: [LoggedController] },
+      sendingTo(capture.url),
+    );
   });
   afterAll(async () => {
     await app?.close();
@@ -373,11 +425,16 @@ describe.each(ADAPTERS)('the nestjs-pino recipe, over %s', (adapter) => {
 
   it("stamps request_id, trace_id and the user on the app's log lines and pino-http's own", async () => {
     const id = `pino-${adapter}`;
-    await getJson(`${urlOf(app.getHttpServer())}/logged`, { 'X-Request-ID': id, Authorization: 'Bearer user_9', traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-01` });
+    await getJson(`${urlOf(app.getHttpServer())}/logged`, {
+      'X-Request-ID': id,
+      Authorization: 'Bearer user_9',
+      traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-01`,
+    });
     await capture.waitFor(() => apiRequest(capture, id, '/logged') !== undefined);
     const event = apiRequest(capture, id, '/logged')!;
     const deadline = Date.now() + 5000;
-    while (!logs.lines.some((l) => l.msg === 'request completed') && Date.now() < deadline) await new Promise((done) => setTimeout(done, 10));
+    while (!logs.lines.some((l) => l.msg === 'request completed') && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 10));
     const expected = { request_id: id, trace_id: INCOMING_TRACE, span_id: event.properties.span_id, user_id: 'user_9' };
     expect(logs.lines.find((l) => l.msg === 'handled')).toMatchObject(expected);
     expect(logs.lines.find((l) => l.msg === 'request completed')).toMatchObject(expected);
@@ -407,7 +464,7 @@ describe('with Sentry tracing on', () => {
       dsn: sentry.dsn,
       environment: 'outbound',
       tracesSampleRate: 1,
-      integrations: (integrations: Array<{ name: string }>) => integrations.filter((i) => i.name !== 'Fastify'),
+      integrations: (integrations: { name: string }[]) => integrations.filter((i) => i.name !== 'Fastify'),
     } as Parameters<typeof Sentry.init>[0]);
     capture = await new CaptureServer().start();
     serviceB = await boot('express', { controllers: [ServiceBController] }, sendingTo(capture.url));
@@ -426,7 +483,11 @@ describe('with Sentry tracing on', () => {
     const id = 'outbound-sentry-traced';
     const a = urlOf(serviceA.getHttpServer());
     await new Promise<void>((done) => httpGet(`${a}/a/boom`, { headers: { 'X-Request-ID': id } }, (res) => res.resume().on('end', done)));
-    await capture.waitFor(() => capture.eventsNamed('api_error', (e) => e.properties.request_id === id).length === 1 && apiRequest(capture, id, '/b/echo') !== undefined);
+    await capture.waitFor(
+      () =>
+        capture.eventsNamed('api_error', (e) => e.properties.request_id === id).length === 1 &&
+        apiRequest(capture, id, '/b/echo') !== undefined,
+    );
     await sentry.waitForRequests(id);
     const [apiError] = capture.eventsNamed('api_error', (e) => e.properties.request_id === id);
     const [sentryEvent] = sentry.eventsFor(id);
@@ -446,7 +507,8 @@ describe('with Sentry tracing on', () => {
     // The trace is Sentry's own: its transaction (or spans) for A's request carry it.
     await Sentry.flush(2000);
     const deadline = Date.now() + 5000;
-    while (!JSON.stringify(sentry.traces).includes(sentryTrace!) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 25));
+    while (!JSON.stringify(sentry.traces).includes(sentryTrace!) && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 25));
     expect(JSON.stringify(sentry.traces)).toContain(sentryTrace);
   });
 });
@@ -463,7 +525,7 @@ describe('with Sentry, tracing off', () => {
     Sentry.init({
       dsn: sentry.dsn,
       environment: 'outbound-untraced',
-      integrations: (integrations: Array<{ name: string }>) => integrations.filter((i) => i.name !== 'Fastify'),
+      integrations: (integrations: { name: string }[]) => integrations.filter((i) => i.name !== 'Fastify'),
     } as Parameters<typeof Sentry.init>[0]);
     capture = await new CaptureServer().start();
     serviceB = await boot('express', { controllers: [ServiceBController] }, sendingTo(capture.url));
@@ -482,7 +544,9 @@ describe('with Sentry, tracing off', () => {
     const id = 'outbound-sentry-untraced';
     const a = urlOf(serviceA.getHttpServer());
     await new Promise<void>((done) =>
-      httpGet(`${a}/a/boom`, { headers: { 'X-Request-ID': id, traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-01` } }, (res) => res.resume().on('end', done)),
+      httpGet(`${a}/a/boom`, { headers: { 'X-Request-ID': id, traceparent: `00-${INCOMING_TRACE}-${INCOMING_PARENT}-01` } }, (res) =>
+        res.resume().on('end', done),
+      ),
     );
     await capture.waitFor(() => capture.eventsNamed('api_error', (e) => e.properties.request_id === id).length === 1);
     await sentry.waitForRequests(id);

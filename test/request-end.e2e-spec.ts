@@ -62,7 +62,11 @@ describe.each(ADAPTERS)('The end of a request over %s', (adapter) => {
     const res = await fetch(`http://127.0.0.1:${port}/late/after-send`, { headers: { 'X-Request-ID': id } });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ sent: true });
-    const events = await capture.waitFor(() => named(capture.forRequest(id), 'api_error').length > 0 && named(capture.events, '$exception').some((e) => e.properties.request_id === id));
+    const events = await capture.waitFor(
+      () =>
+        named(capture.forRequest(id), 'api_error').length > 0 &&
+        named(capture.events, '$exception').some((e) => e.properties.request_id === id),
+    );
     const [apiRequest] = named(capture.forRequest(id), 'api_request');
     const [apiError] = named(capture.forRequest(id), 'api_error');
     expect(apiRequest.properties).toMatchObject({ endpoint: '/late/after-send', status_code: 200, success: true });

@@ -61,18 +61,26 @@ const pinoRecipe: PinoHttpOptions = {
 const pinoDefault: PinoHttpOptions = {};
 
 /** nestjs-cls's "Request ID" recipe, with the header name in lower case as Node gives it. */
-const clsRecipe: ClsMiddlewareOptions = { mount: true, generateId: true, idGenerator: (req) => req.headers['x-request-id'] ?? randomUUID() };
+const clsRecipe: ClsMiddlewareOptions = {
+  mount: true,
+  generateId: true,
+  idGenerator: (req) => req.headers['x-request-id'] ?? randomUUID(),
+};
 /** The same with the module's helper, for recipes that cannot read the header. */
 const clsWithHelper: ClsMiddlewareOptions = { mount: true, generateId: true, idGenerator: (req) => requestIdOf(req) ?? randomUUID() };
 /** nestjs-cls's recipe exactly as its docs print it (bar a stray semicolon): `X-Request-Id` never matches a Node header. */
-const clsAsPrinted: ClsMiddlewareOptions = { mount: true, generateId: true, idGenerator: (req) => req.headers['X-Request-Id'] ?? randomUUID() };
+const clsAsPrinted: ClsMiddlewareOptions = {
+  mount: true,
+  generateId: true,
+  idGenerator: (req) => req.headers['X-Request-Id'] ?? randomUUID(),
+};
 
 /** nestjs-pino 5.2.1's default routes (`{/*splat}`) reach no route on @nestjs/platform-fastify 12.5: no request would be logged. */
 const FASTIFY_PINO_ROUTES = { forRoutes: [{ path: '{*path}', method: RequestMethod.ALL }] };
 
 /** pino's log lines, parsed, as pino writes them. */
 class LogLines extends Writable {
-  readonly lines: Array<Record<string, any>> = [];
+  readonly lines: Record<string, any>[] = [];
   override _write(chunk: Buffer, _encoding: string, done: () => void): void {
     for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') this.lines.push(JSON.parse(line));
     done();
@@ -100,7 +108,9 @@ class ProbeController {
     const res: ServerResponse = reply.raw ?? reply;
     res.writeHead(
       200,
-      list !== undefined ? ['Content-Type', 'text/plain', 'X-Request-ID', 'set-by-writeHead'] : { 'content-type': 'text/plain', 'x-request-id': 'set-by-writeHead' },
+      list !== undefined
+        ? ['Content-Type', 'text/plain', 'X-Request-ID', 'set-by-writeHead']
+        : { 'content-type': 'text/plain', 'x-request-id': 'set-by-writeHead' },
     );
     res.end('raw');
   }
@@ -198,7 +208,7 @@ interface Ids {
   event: unknown;
 }
 
-const INCOMING: Array<[string, string | undefined]> = [
+const INCOMING: [string, string | undefined][] = [
   ['a valid X-Request-ID', 'kept'],
   ['no X-Request-ID', undefined],
   ['an X-Request-ID with a space', 'hello world'],
@@ -208,7 +218,13 @@ const INCOMING: Array<[string, string | undefined]> = [
 let sequence = 0;
 
 /** One request to `path`, and the id every party took for it: found by a distinct id and a query only it has. */
-async function idsOf(app: INestApplication, logs: LogLines, capture: CaptureServer | undefined, incoming: string | undefined, path = '/ids'): Promise<{ ids: Ids; sent?: string }> {
+async function idsOf(
+  app: INestApplication,
+  logs: LogLines,
+  capture: CaptureServer | undefined,
+  incoming: string | undefined,
+  path = '/ids',
+): Promise<{ ids: Ids; sent?: string }> {
   const n = ++sequence;
   const url = `${path}${path.includes('?') ? '&' : '?'}probe=${n}`;
   const distinct = randomUUID(); // an anonymous posthog-js id: the shape the frontend header is taken in
@@ -238,7 +254,16 @@ async function idsOf(app: INestApplication, logs: LogLines, capture: CaptureServ
 function expectOneId({ ids, sent }: { ids: Ids; sent?: string }, expected: Partial<Ids> = {}): void {
   const id = sent !== undefined && sent.startsWith('client-') ? sent : (ids.header as string);
   if (sent === undefined || !sent.startsWith('client-')) expect(id).toMatch(UUID_V4);
-  expect(ids).toEqual({ header: id, pinoRequestLog: id, pinoAppLog: id, cls: id, fromRequest: id, fromContext: id, event: id, ...expected });
+  expect(ids).toEqual({
+    header: id,
+    pinoRequestLog: id,
+    pinoAppLog: id,
+    cls: id,
+    fromRequest: id,
+    fromContext: id,
+    event: id,
+    ...expected,
+  });
 }
 
 describe.each(ADAPTERS)('one request id with nestjs-pino and nestjs-cls over %s', (adapter) => {

@@ -67,7 +67,7 @@ const thrownTwice = new Map<string, Error>();
 /** The async context of a request, as an app's own AsyncLocalStorage (a logger's, a CLS) keeps it. */
 const appContext = new AsyncLocalStorage<string>();
 /** Each request to a capture server, with the app context it was started in. */
-const clientRequests: Array<{ port: number; context: string | undefined }> = [];
+const clientRequests: { port: number; context: string | undefined }[] = [];
 const onHttpRequest = ({ request }: { request: { getHeader(name: string): unknown } }) =>
   clientRequests.push({ port: Number(String(request.getHeader('host')).split(':')[1]), context: appContext.getStore() });
 const onFetchRequest = ({ request }: { request: { origin: string } }) =>
@@ -85,7 +85,11 @@ class HygieneController {
   @Get('named-person')
   namedPerson() {
     this.posthog.capture({ distinctId: 'user_7', event: 'signed_in', properties: { method: 'password' } });
-    this.posthog.capture({ distinctId: 'user_7', event: 'own_identity_fields', properties: { user_id: 'svc_billing', $process_person_profile: false } });
+    this.posthog.capture({
+      distinctId: 'user_7',
+      event: 'own_identity_fields',
+      properties: { user_id: 'svc_billing', $process_person_profile: false },
+    });
     this.posthog.capture({ distinctId: this.telemetry.getRequestContext()!.distinctId, event: 'request_distinct_id' });
     this.posthog.capture({ event: 'no_distinct_id' } as Parameters<PostHog['capture']>[0]);
     this.posthog.identify({ distinctId: 'user_7', properties: { plan: 'pro' } });
@@ -157,7 +161,7 @@ beforeAll(async () => {
     dsn: sentry.dsn,
     environment: SENTRY_ENVIRONMENT,
     tracesSampleRate: 1,
-    integrations: (integrations: Array<{ name: string }>) => [
+    integrations: (integrations: { name: string }[]) => [
       ...integrations.filter((i) => i.name !== 'Fastify' && i.name !== 'Http'),
       Sentry.httpIntegration({ ignoreIncomingRequests: (_url, request) => testServerPorts.has(request.socket?.localPort ?? -1) }),
     ],
@@ -201,7 +205,9 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     await http.get('/hygiene/named-person').set({ 'X-Request-ID': signedIn, Authorization: 'Bearer user_42' }).expect(200);
     const names = ['signed_in', 'own_identity_fields', 'request_distinct_id', 'no_distinct_id', 'api_request'];
     await capture.waitFor(() => [anonymous, signedIn].every((id) => names.every((n) => named(capture.forRequest(id), n).length === 1)));
-    await capture.waitFor(() => capture.eventsNamed('$identify').length === identifiesBefore + 2 && capture.eventsNamed('$create_alias').length >= 2);
+    await capture.waitFor(
+      () => capture.eventsNamed('$identify').length === identifiesBefore + 2 && capture.eventsNamed('$create_alias').length >= 2,
+    );
     const one = (id: string, name: string) => named(capture.forRequest(id), name)[0];
 
     for (const id of [anonymous, signedIn]) {
@@ -212,7 +218,11 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
       expect(one(id, 'signed_in').properties).not.toHaveProperty('user_id');
       // What the caller passes itself wins.
       expect(one(id, 'own_identity_fields').distinct_id).toBe('user_7');
-      expect(one(id, 'own_identity_fields').properties).toMatchObject({ request_id: id, user_id: 'svc_billing', $process_person_profile: false });
+      expect(one(id, 'own_identity_fields').properties).toMatchObject({
+        request_id: id,
+        user_id: 'svc_billing',
+        $process_person_profile: false,
+      });
     }
     expect(one(anonymous, 'signed_in').properties.$session_id).toBe('sess-5');
 
@@ -220,7 +230,13 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     for (const name of ['request_distinct_id', 'no_distinct_id']) {
       const [anon, user] = [one(anonymous, name), one(signedIn, name)];
       expect(anon.distinct_id).toBe(one(anonymous, 'api_request').distinct_id);
-      expect(anon.properties).toMatchObject({ request_id: anonymous, $session_id: 'sess-5', environment: 'test', user_id: 'anonymous', $process_person_profile: false });
+      expect(anon.properties).toMatchObject({
+        request_id: anonymous,
+        $session_id: 'sess-5',
+        environment: 'test',
+        user_id: 'anonymous',
+        $process_person_profile: false,
+      });
       expect(user.distinct_id).toBe('user_42');
       expect(user.properties).toMatchObject({ request_id: signedIn, environment: 'test', user_id: 'user_42' });
       expect(user.properties).not.toHaveProperty('$process_person_profile');
@@ -229,7 +245,8 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     // identify() and alias() carry no request context at all (posthog-node's own choice).
     for (const event of [...capture.eventsNamed('$identify'), ...capture.eventsNamed('$create_alias')]) {
       expect(event.distinct_id).toBe('user_7');
-      for (const key of ['request_id', 'user_id', 'environment', '$process_person_profile', '$session_id']) expect(event.properties).not.toHaveProperty(key);
+      for (const key of ['request_id', 'user_id', 'environment', '$process_person_profile', '$session_id'])
+        expect(event.properties).not.toHaveProperty(key);
     }
   });
 
@@ -264,7 +281,8 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     await Sentry.flush(2000);
     await new Promise((done) => setTimeout(done, 200));
     const apiError = (id: string) => named(capture.forRequest(id), 'api_error')[0];
-    const sentryEvents = (id: string) => sentry.events.filter((e) => (e.request as { headers?: Record<string, string> } | undefined)?.headers?.['x-request-id'] === id);
+    const sentryEvents = (id: string) =>
+      sentry.events.filter((e) => (e.request as { headers?: Record<string, string> } | undefined)?.headers?.['x-request-id'] === id);
     // The app's own Sentry event is the only one for its error; Sentry would not send another.
     expect(sentryEvents(first).map((e) => e.exception?.values?.[0]?.value)).toEqual(['reported to Sentry by the app first']);
     expect(apiError(first).properties).not.toHaveProperty('sentry_event_id');
@@ -274,7 +292,10 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     expect(sentryEvents(twiceB)).toEqual([]);
     expect(apiError(twiceB).properties).not.toHaveProperty('sentry_event_id');
     // PostHog: one $exception for the object, which both api_errors name.
-    const [exception, ...more] = capture.eventsNamed('$exception', (e) => e.properties.$exception_list?.[0]?.value === `one error object thrown by two requests (${adapter})`);
+    const [exception, ...more] = capture.eventsNamed(
+      '$exception',
+      (e) => e.properties.$exception_list?.[0]?.value === `one error object thrown by two requests (${adapter})`,
+    );
     expect(more).toEqual([]);
     expect(exception.properties.request_id).toBe(twiceA);
     expect(apiError(twiceA).properties.$exception_uuid).toBe(exception.uuid);
@@ -294,7 +315,11 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     clientRequests.length = 0;
     for (const [n, id] of ids.entries()) await http.get(`/hygiene/busy/${n}`).set('X-Request-ID', id).expect(500);
     await http.get('/errors/application').set('X-Request-ID', nextId('error')).expect(500);
-    await capture.waitFor(() => ids.every((id) => named(capture.forRequest(id), 'api_error').length === 1 && named(capture.forRequest(id), 'work_done_node').length === 1));
+    await capture.waitFor(() =>
+      ids.every(
+        (id) => named(capture.forRequest(id), 'api_error').length === 1 && named(capture.forRequest(id), 'work_done_node').length === 1,
+      ),
+    );
     await sentry.waitForRequests(...ids);
     await app.get(TelemetryService).flush();
     await Sentry.flush(2000);
@@ -309,7 +334,8 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     // The module's deliveries (its sender and the shared posthog-node client) carry none.
     const deliveries = capture.requestHeaders.slice(before.capture);
     expect(deliveries.length).toBeGreaterThan(0);
-    for (const client of [/^nestjs-posthog-telemetry\//, /^posthog-node\//]) expect(deliveries.filter((h) => client.test(String(h['user-agent']))).length).toBeGreaterThan(0);
+    for (const client of [/^nestjs-posthog-telemetry\//, /^posthog-node\//])
+      expect(deliveries.filter((h) => client.test(String(h['user-agent']))).length).toBeGreaterThan(0);
     for (const headers of deliveries) expect(tracedHere(headers)).toEqual({});
 
     // None of them started in the context of the request that queued the event or asked for the flush.
@@ -323,7 +349,7 @@ describe.each(ADAPTERS)('the SDKs the app shares, over %s', (adapter: AdapterNam
     expect(wire).not.toContain('/batch');
     for (const id of ids) {
       const [event] = sentry.eventsFor(id);
-      const urls = ((event.breadcrumbs as Array<{ data?: { url?: string } }> | undefined) ?? []).map((b) => b.data?.url ?? '');
+      const urls = ((event.breadcrumbs as { data?: { url?: string } }[] | undefined) ?? []).map((b) => b.data?.url ?? '');
       expect(urls.filter((url) => url.startsWith(outbound.url))).toHaveLength(2);
       expect(urls.filter((url) => url.startsWith(capture.url))).toEqual([]);
     }

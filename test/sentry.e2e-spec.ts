@@ -14,7 +14,7 @@ import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
  */
 
 /** Secret shapes, each with the part that must never leave the process. */
-const SECRET_TABLE: Array<[string, string]> = [
+const SECRET_TABLE: [string, string][] = [
   ['bearer', 'Authorization: Bearer tokAbc123456789xyzTOKEN'],
   ['jwt', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEyMyJ9.c2lnbmF0dXJlMTIzNDU2'],
   ['posthog project key', 'phc_projKEY1234567890abcdef'],
@@ -91,8 +91,11 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     capture = await new CaptureServer().start();
     const options = sentryFor(sentry);
     // An app's own filter: Sentry sends nothing for these errors.
-    const beforeSend = (event: { exception?: { values?: Array<{ value?: string }> } }) => (event.exception?.values?.[0]?.value?.includes('dropped by beforeSend') ? null : event);
-    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: { ...options, init: { ...options.init, beforeSend } } }), { controllers: [SentryController] });
+    const beforeSend = (event: { exception?: { values?: { value?: string }[] } }) =>
+      event.exception?.values?.[0]?.value?.includes('dropped by beforeSend') ? null : event;
+    app = await createTestApp(adapter, sendingTo(capture.url, { sentry: { ...options, init: { ...options.init, beforeSend } } }), {
+      controllers: [SentryController],
+    });
     http = request(app.getHttpServer());
   });
   afterAll(async () => {
@@ -106,7 +109,9 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     const id = `sentry-${adapter}-${++sequence}`;
     await http.get('/me').set('X-Request-ID', `${id}-warmup`).set('Authorization', 'Bearer user_42');
     await http.get('/errors/application').set('X-Request-ID', id).expect(500);
-    await capture.waitFor(() => capture.forRequest(id).some((e) => e.event === 'api_error') && capture.forRequest(id).some((e) => e.event === '$exception'));
+    await capture.waitFor(
+      () => capture.forRequest(id).some((e) => e.event === 'api_error') && capture.forRequest(id).some((e) => e.event === '$exception'),
+    );
     await sentry.waitForRequests(id);
     await new Promise((done) => setTimeout(done, 200));
     const [event, ...more] = sentryEventsFor(id);
@@ -121,7 +126,13 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
   it('tags the user, and keeps tags of concurrent requests apart', async () => {
     const ids = Array.from({ length: 12 }, () => `sentry-${adapter}-${++sequence}`);
     await Promise.all(
-      ids.map((id, n) => http.get(`/sentry/numbered/${n}`).set('X-Request-ID', id).set(n % 2 ? { Authorization: `Bearer user_${n}` } : {}).then(() => undefined)),
+      ids.map((id, n) =>
+        http
+          .get(`/sentry/numbered/${n}`)
+          .set('X-Request-ID', id)
+          .set(n % 2 ? { Authorization: `Bearer user_${n}` } : {})
+          .then(() => undefined),
+      ),
     );
     await sentry.waitForRequests(...ids);
     for (const [n, id] of ids.entries()) {
@@ -143,17 +154,28 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     await sentry.waitForRequests(id);
     expect(sentryEventsFor(id)).toHaveLength(1);
     const wire = JSON.stringify(capture.events) + sentry.raw.join('\n');
-    for (const value of [...SECRET_VALUES, 'querySESSION4242', 'aGVhZGVyQkFTSUMzMTMzNzpzZWNyZXQ', 'cookieSID98765']) expect(wire).not.toContain(value);
+    for (const value of [...SECRET_VALUES, 'querySESSION4242', 'aGVhZGVyQkFTSUMzMTMzNzpzZWNyZXQ', 'cookieSID98765'])
+      expect(wire).not.toContain(value);
   });
 
   it("learns Sentry's verdict: the id of an event it sent, nothing for one its beforeSend or Dedupe dropped", async () => {
     const outlet = app.get(SentryOutlet);
-    const report = (id: string) => ({ tags: { request_id: id, endpoint: '/verdict', error_type: 'application_error' }, userId: 'anonymous', handled: true, mechanism: 'test' });
+    const report = (id: string) => ({
+      tags: { request_id: id, endpoint: '/verdict', error_type: 'application_error' },
+      userId: 'anonymous',
+      handled: true,
+      mechanism: 'test',
+    });
     const kept = `verdict-${adapter}-kept`;
     const dropped = `verdict-${adapter}-dropped`;
-    const [keptId, droppedId] = await Promise.all([outlet.capture(new Error(`kept (${adapter})`), report(kept)), outlet.capture(new Error('dropped by beforeSend'), report(dropped))]);
+    const [keptId, droppedId] = await Promise.all([
+      outlet.capture(new Error(`kept (${adapter})`), report(kept)),
+      outlet.capture(new Error('dropped by beforeSend'), report(dropped)),
+    ]);
     // The same error again, from the same place, right after: Sentry's Dedupe drops it, and says so before `captureException` returns.
-    const [first, second] = ['first', 'second'].map((n) => outlet.send(new Error(`repeated (${adapter})`), report(`verdict-${adapter}-${n}`)));
+    const [first, second] = ['first', 'second'].map((n) =>
+      outlet.send(new Error(`repeated (${adapter})`), report(`verdict-${adapter}-${n}`)),
+    );
     await sentry.waitForRequests(kept, `verdict-${adapter}-first`);
     await Sentry.flush(2000);
     expect(keptId).toBe(sentryEventsFor(kept)[0]?.event_id);
@@ -177,6 +199,7 @@ describe.each(ADAPTERS)('Sentry over %s', (adapter) => {
     expect(sentryEventsFor(skipped)).toEqual([]);
     expect(sentryEventsFor(secret)).toHaveLength(1);
     const wire = sentry.raw.join('\n');
-    for (const value of ['hunter2secret', 's3cr3tpass', 'querysecret123', 'cookiesecret456', 'ip_address']) expect(wire).not.toContain(value);
+    for (const value of ['hunter2secret', 's3cr3tpass', 'querysecret123', 'cookiesecret456', 'ip_address'])
+      expect(wire).not.toContain(value);
   });
 });

@@ -62,7 +62,8 @@ class AppWsFilter extends BaseWsExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost) {
     const client = host.switchToWs().getClient();
     const payload = { from: 'app-filter', message: exception instanceof Error ? exception.message : String(exception) };
-    if (typeof client.readyState === 'number' && typeof client.send === 'function') client.send(JSON.stringify({ event: 'app-error', data: payload }));
+    if (typeof client.readyState === 'number' && typeof client.send === 'function')
+      client.send(JSON.stringify({ event: 'app-error', data: payload }));
     else client.emit('app-error', payload);
   }
 }
@@ -337,7 +338,11 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
     it('one api_request per message, errors reported once, with the handshake ids and the user', async () => {
       const connectionId = fresh(`${kind}-${adapter}-conn`);
       const label = fresh(`${kind}-${adapter}-events`);
-      const headers = { 'X-Request-ID': connectionId, 'X-POSTHOG-SESSION-ID': `session-${connectionId}`, 'X-POSTHOG-DISTINCT-ID': `front-${connectionId}` };
+      const headers = {
+        'X-Request-ID': connectionId,
+        'X-POSTHOG-SESSION-ID': `session-${connectionId}`,
+        'X-POSTHOG-DISTINCT-ID': `front-${connectionId}`,
+      };
       const steps = conversation(label);
       await talk(kind, withModule, steps, { headers, token: 'alice' });
       const ofConnection = (e: CapturedEvent) => String(e.properties.request_id).startsWith(`${connectionId}:`);
@@ -377,7 +382,8 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
 
       // Errors: one api_error each, for the failing messages only.
       const failing = ['ws-fail', 'ws-fail-object', 'boom', 'async-boom', 'stream-fail', 'filtered', 'not-found', 'not-found-filtered'];
-      const errorsFor = (event: string) => capture.eventsNamed('api_error', (e) => ofConnection(e) && e.properties.endpoint === `ws:${event}`);
+      const errorsFor = (event: string) =>
+        capture.eventsNamed('api_error', (e) => ofConnection(e) && e.properties.endpoint === `ws:${event}`);
       await capture.waitFor(() => failing.every((event) => errorsFor(event).length > 0));
       for (const event of failing) expect(errorsFor(event)).toHaveLength(1);
       expect(capture.eventsNamed('api_error', ofConnection)).toHaveLength(failing.length);
@@ -404,19 +410,34 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
       const tracked = await talk(kind, withModule, steps, { token: 'denied', headers: { 'X-Request-ID': connectionId } });
       expect(tracked).toEqual(bare);
       expect(JSON.stringify(bare)).toContain('Forbidden resource');
-      const events = await capture.waitFor((all) => all.some((e) => e.event === 'api_error' && e.properties.request_id === `${connectionId}:1`));
+      const events = await capture.waitFor((all) =>
+        all.some((e) => e.event === 'api_error' && e.properties.request_id === `${connectionId}:1`),
+      );
       const request = events.filter((e) => e.event === 'api_request' && e.properties.request_id === `${connectionId}:1`);
       expect(request).toHaveLength(1);
       expect(request[0].properties).toMatchObject({ endpoint: 'ws:echo', status_code: 403, success: false });
       expect(capture.eventsNamed('api_error', (e) => e.properties.request_id === `${connectionId}:1`)).toHaveLength(1);
     });
 
-    it('getRequestContext() inside a handler is the message\'s: its request id, the handshake\'s session, the user', async () => {
+    it("getRequestContext() inside a handler is the message's: its request id, the handshake's session, the user", async () => {
       const connectionId = fresh(`${kind}-${adapter}-ctx`);
       const label = fresh('context');
       const headers = { 'X-Request-ID': connectionId, 'X-POSTHOG-SESSION-ID': `session-${connectionId}` };
-      await talk(kind, withModule, [{ event: 'whoami', expect: 1 }, { event: 'context', data: label, expect: 1 }], { headers, token: 'carol' });
-      expect(seenContexts.get(label)).toMatchObject({ requestId: `${connectionId}:2`, sessionId: `session-${connectionId}`, userId: 'user-carol', distinctId: 'user-carol' });
+      await talk(
+        kind,
+        withModule,
+        [
+          { event: 'whoami', expect: 1 },
+          { event: 'context', data: label, expect: 1 },
+        ],
+        { headers, token: 'carol' },
+      );
+      expect(seenContexts.get(label)).toMatchObject({
+        requestId: `${connectionId}:2`,
+        sessionId: `session-${connectionId}`,
+        userId: 'user-carol',
+        distinctId: 'user-carol',
+      });
       // Without the module there is no context, and the same answer.
       const bareLabel = fresh('context-bare');
       await talk(kind, without, [{ event: 'context', data: bareLabel, expect: 1 }]);
@@ -424,13 +445,18 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
       expect(seenContexts.get(bareLabel)).toBeUndefined();
     });
 
-    it('ids from socket.io\'s auth or the query when the client cannot send headers (a browser)', async () => {
+    it("ids from socket.io's auth or the query when the client cannot send headers (a browser)", async () => {
       const connectionId = fresh(`${kind}-${adapter}-query`);
       const port = portOf(withModule);
       const distinct = randomUUID(); // an anonymous visitor's id as posthog-js makes it
       const ids = `requestId=${connectionId}&posthogSessionId=s-${connectionId}&posthogDistinctId=${distinct}`;
       if (kind === 'socket.io') {
-        const socket = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false, forceNew: true, auth: { requestId: connectionId, posthogSessionId: `s-${connectionId}`, posthogDistinctId: distinct } });
+        const socket = io(`http://127.0.0.1:${port}`, {
+          transports: ['websocket'],
+          reconnection: false,
+          forceNew: true,
+          auth: { requestId: connectionId, posthogSessionId: `s-${connectionId}`, posthogDistinctId: distinct },
+        });
         try {
           await new Promise<void>((resolve, reject) => (socket.once('connect', () => resolve()), socket.once('connect_error', reject)));
           expect(await socket.emitWithAck('sum', [1, 1])).toBe(2);
@@ -448,7 +474,9 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
           socket.terminate();
         }
       }
-      const events = await capture.waitFor((all) => all.some((e) => e.event === 'api_request' && e.properties.request_id === `${connectionId}:1`));
+      const events = await capture.waitFor((all) =>
+        all.some((e) => e.event === 'api_request' && e.properties.request_id === `${connectionId}:1`),
+      );
       const event = events.find((e) => e.event === 'api_request' && e.properties.request_id === `${connectionId}:1`)!;
       expect(event.properties).toMatchObject({ endpoint: 'ws:sum', $session_id: `s-${connectionId}`, user_id: 'anonymous' });
       expect(event.distinct_id).toBe(distinct);
@@ -476,7 +504,9 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
       await capture.waitFor((all) => all.slice(before).some((e) => e.properties.endpoint === 'ws:sum'));
       await new Promise((done) => setTimeout(done, 200));
       const after = capture.events.slice(before);
-      expect(after.filter((e) => e.properties.method !== 'WS').map((e) => `${e.event} ${e.properties.method} ${e.properties.endpoint}`)).toEqual([]);
+      expect(
+        after.filter((e) => e.properties.method !== 'WS').map((e) => `${e.event} ${e.properties.method} ${e.properties.endpoint}`),
+      ).toEqual([]);
       expect(after.filter((e) => e.event === 'api_request' && e.properties.endpoint === 'ws:sum')).toHaveLength(1);
       // The app's other HTTP requests are still recorded.
       const id = fresh('after-polling');
@@ -493,7 +523,13 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
     const noisy = await bootApp(adapter, { providers: [RealtimeGateway] }, sendingTo(capture.url, { captureSocketIoPolling: true }));
     try {
       const pollingEvents = async (app: INestApplication, requestId: string) => {
-        const socket = io(`http://127.0.0.1:${portOf(app)}`, { path: '/realtime', transports: ['polling'], reconnection: false, forceNew: true, extraHeaders: { 'X-Request-ID': requestId } });
+        const socket = io(`http://127.0.0.1:${portOf(app)}`, {
+          path: '/realtime',
+          transports: ['polling'],
+          reconnection: false,
+          forceNew: true,
+          extraHeaders: { 'X-Request-ID': requestId },
+        });
         try {
           await new Promise<void>((resolve, reject) => (socket.once('connect', () => resolve()), socket.once('connect_error', reject)));
           expect(await socket.emitWithAck('sum', [3, 4])).toBe(7);
@@ -515,13 +551,16 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
     }
   });
 
-  it.each(KINDS)('%s: the handshake\'s traceparent is continued by every message', async (kind) => {
+  it.each(KINDS)("%s: the handshake's traceparent is continued by every message", async (kind) => {
     const app = await bootApp(adapter, shapeFor(kind), sendingTo(capture.url));
     try {
       const connectionId = fresh(`${kind}-${adapter}-trace`);
       const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
       const parent = '00f067aa0ba902b7';
-      const steps: Step[] = [{ event: 'sum', data: [1], expect: 1, ack: true }, { event: 'echo', data: 1, expect: 1 }];
+      const steps: Step[] = [
+        { event: 'sum', data: [1], expect: 1, ack: true },
+        { event: 'echo', data: 1, expect: 1 },
+      ];
       await talk(kind, app, steps, { headers: { 'X-Request-ID': connectionId, traceparent: `00-${traceId}-${parent}-01` } });
       const mine = (e: CapturedEvent) => e.event === 'api_request' && String(e.properties.request_id).startsWith(`${connectionId}:`);
       const events = (await capture.waitFor((all) => all.filter(mine).length >= 2)).filter(mine);
@@ -545,7 +584,9 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
       } finally {
         await app.close();
       }
-      return logger.entries.filter((e) => !/^(NestApplication|InstanceLoader|RoutesResolver|RouterExplorer|WebSocketsController|NestFactory)$/.test(e.context));
+      return logger.entries.filter(
+        (e) => !/^(NestApplication|InstanceLoader|RoutesResolver|RouterExplorer|WebSocketsController|NestFactory)$/.test(e.context),
+      );
     };
     const bare = await logsOf();
     const tracked = await logsOf(sendingTo(capture.url));
@@ -586,7 +627,16 @@ describe.each(ADAPTERS)('WebSocket gateways on %s', (adapter: AdapterName) => {
     try {
       const connectionId = fresh(`off-${adapter}`);
       const label = fresh('off');
-      const received = await talk('socket.io', app, [{ event: 'sum', data: [5, 5], expect: 1, ack: true }, { event: 'boom', data: { label }, expect: 1 }, { event: 'context', data: label, expect: 1 }], { headers: { 'X-Request-ID': connectionId } });
+      const received = await talk(
+        'socket.io',
+        app,
+        [
+          { event: 'sum', data: [5, 5], expect: 1, ack: true },
+          { event: 'boom', data: { label }, expect: 1 },
+          { event: 'context', data: label, expect: 1 },
+        ],
+        { headers: { 'X-Request-ID': connectionId } },
+      );
       expect(received).toEqual([
         ['ack', 'sum', 10],
         ['event', 'exception', { status: 'error', message: 'Internal server error', cause: { pattern: 'boom', data: { label } } }],

@@ -62,7 +62,9 @@ const named = (events: CapturedEvent[], name: string) => events.filter((e) => e.
 /** Links of the api_errors that name no `$exception` received. */
 function dangling(capture: CaptureServer, apiErrors: CapturedEvent[]): string[] {
   const received = new Set(capture.eventsNamed('$exception').map((e) => e.uuid));
-  return apiErrors.map((e) => e.properties.$exception_uuid).filter((uuid): uuid is string => typeof uuid === 'string' && !received.has(uuid));
+  return apiErrors
+    .map((e) => e.properties.$exception_uuid)
+    .filter((uuid): uuid is string => typeof uuid === 'string' && !received.has(uuid));
 }
 
 describe('an error whose getters throw or return non-strings', () => {
@@ -108,7 +110,10 @@ describe('an error whose getters throw or return non-strings', () => {
 describe('PostHog answering 503 past posthog-node retries', () => {
   it('keeps every $exception queued and delivers it after recovery: no api_error links to a lost one', async () => {
     const capture = await new CaptureServer().start();
-    const app = await createTestApp('express', sendingTo(capture.url, { posthogOptions: { flushAt: 5, flushInterval: 50, fetchRetryDelay: 100, requestTimeout: 1000 } }));
+    const app = await createTestApp(
+      'express',
+      sendingTo(capture.url, { posthogOptions: { flushAt: 5, flushInterval: 50, fetchRetryDelay: 100, requestTimeout: 1000 } }),
+    );
     const total = 40;
     const ids = Array.from({ length: total }, (_, n) => `outage-error-${n}`);
     let wrong = 0;
@@ -142,7 +147,12 @@ describe('PostHog answering 503 past posthog-node retries', () => {
       expect(links).toBe(total);
       // The Error Tracking format posthog-node builds: parsed frames, its library, the correlation.
       const [exception] = named(capture.forRequest(ids[0]), '$exception');
-      expect(exception.properties).toMatchObject({ $lib: 'posthog-node', request_id: ids[0], endpoint: '/errors/connection', status_code: 500 });
+      expect(exception.properties).toMatchObject({
+        $lib: 'posthog-node',
+        request_id: ids[0],
+        endpoint: '/errors/connection',
+        status_code: 500,
+      });
       expect(exception.properties.$exception_list[0].stacktrace.frames.length).toBeGreaterThan(0);
     } finally {
       await app.close();

@@ -43,7 +43,14 @@ interface Answer {
 }
 
 /** A request through node:http, which (unlike fetch) sends the `Host` header it is given. */
-function send(url: string, method: string, path: string, headers: Record<string, string> = {}, body?: string | Buffer, timeoutMs = 20_000): Promise<Answer> {
+function send(
+  url: string,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string | Buffer,
+  timeoutMs = 20_000,
+): Promise<Answer> {
   const started = performance.now();
   return new Promise((done, fail) => {
     const req = httpRequest(new URL(path, url), { method, headers, timeout: timeoutMs }, (res) => {
@@ -116,7 +123,10 @@ class ExplorerProcess {
 }
 
 const tinyBatch = (prefix: string, count: number) =>
-  JSON.stringify({ api_key: 'phc_x', batch: Array.from({ length: count }, (_, i) => ({ event: 'f', distinct_id: prefix, properties: { i } })) });
+  JSON.stringify({
+    api_key: 'phc_x',
+    batch: Array.from({ length: count }, (_, i) => ({ event: 'f', distinct_id: prefix, properties: { i } })),
+  });
 
 describe('journey explorer under hostile input, floods and hard kills', () => {
   const dirs: string[] = [];
@@ -185,7 +195,12 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
     } finally {
       await explorer.kill();
     }
-    report.add({ fault: 'explorer: events at the ends of the Date range, out-of-range filters', requestsSent: sent, answeredWrongly: wrong, note: `slowest page ${Math.round(slowest)} ms${notes.length ? `; ${notes.join('; ')}` : ''}` });
+    report.add({
+      fault: 'explorer: events at the ends of the Date range, out-of-range filters',
+      requestsSent: sent,
+      answeredWrongly: wrong,
+      note: `slowest page ${Math.round(slowest)} ms${notes.length ? `; ${notes.join('; ')}` : ''}`,
+    });
     expect(notes).toEqual([]);
     expect(wrong).toBe(0);
   });
@@ -196,7 +211,7 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
     const ROUNDS = 8;
     const KILLS_PER_ROUND = 2;
     const BATCH = 40;
-    const acknowledged: Array<{ round: number; id: string }> = [];
+    const acknowledged: { round: number; id: string }[] = [];
     let sent = 0;
     let restarts = 0;
     let slowestRestart = 0;
@@ -214,16 +229,32 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
             restarts += 1;
             void readyPromise.then((ok) => {
               // Not ready because we killed it during start-up is fine; exiting on its own is not.
-              if (!ok && explorer.child?.signalCode !== 'SIGKILL') failures.push(`round ${round}: no restart after kill ${life}: ${explorer.output.slice(0, 400)}`);
+              if (!ok && explorer.child?.signalCode !== 'SIGKILL')
+                failures.push(`round ${round}: no restart after kill ${life}: ${explorer.output.slice(0, 400)}`);
             });
           }
           const writers = Array.from({ length: 2 }, async () => {
             if (!(await readyPromise)) return;
             while (performance.now() < killAt && explorer.alive) {
               const id = `kill-${round}-${life}-${randomUUID()}`;
-              const batch = { api_key: 'phc_kill', batch: Array.from({ length: BATCH }, (_, i) => ({ uuid: randomUUID(), event: 'api_request', distinct_id: `kill-${round}`, properties: { request_id: id, i, endpoint: '/k', method: 'GET', status_code: 200 } })) };
+              const batch = {
+                api_key: 'phc_kill',
+                batch: Array.from({ length: BATCH }, (_, i) => ({
+                  uuid: randomUUID(),
+                  event: 'api_request',
+                  distinct_id: `kill-${round}`,
+                  properties: { request_id: id, i, endpoint: '/k', method: 'GET', status_code: 200 },
+                })),
+              };
               sent += 1;
-              const answer = await attempt(explorer.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, JSON.stringify(batch), 5000);
+              const answer = await attempt(
+                explorer.url,
+                'POST',
+                '/batch/',
+                { 'Content-Type': 'application/json' },
+                JSON.stringify(batch),
+                5000,
+              );
               if (answer.status === 200) acknowledged.push({ round, id });
             }
           });
@@ -283,10 +314,20 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
       let wrong = 0;
       const wrongs: string[] = [];
       try {
-        const started = await startExplorer({ ...settingsFor(':memory:'), demoUrl, allowedHosts: ['explorer.test'] } as ExplorerSettings, false);
+        const started = await startExplorer(
+          { ...settingsFor(':memory:'), demoUrl, allowedHosts: ['explorer.test'] } as ExplorerSettings,
+          false,
+        );
         app = started.app;
         const port = new URL(started.url).port;
-        const expectStatus = async (label: string, expected: number, method: string, path: string, headers: Record<string, string>, body?: string) => {
+        const expectStatus = async (
+          label: string,
+          expected: number,
+          method: string,
+          path: string,
+          headers: Record<string, string>,
+          body?: string,
+        ) => {
           const answer = await attempt(started.url, method, path, headers, body);
           sent += 1;
           if (answer.status !== expected) {
@@ -304,12 +345,40 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
         }
         // Ingestion stays open, as PostHog's is: any Host, any origin, simple requests.
         const event = JSON.stringify([{ event: 'rebinding_ok', properties: { distinct_id: 'host-test' } }]);
-        await expectStatus('POST /e/ Host evil', 200, 'POST', '/e/', { Host: `evil.example:${port}`, 'Content-Type': 'text/plain', Origin: 'http://evil.example' }, event);
+        await expectStatus(
+          'POST /e/ Host evil',
+          200,
+          'POST',
+          '/e/',
+          { Host: `evil.example:${port}`, 'Content-Type': 'text/plain', Origin: 'http://evil.example' },
+          event,
+        );
         // A cross-site simple POST (a form, or fetch with text/plain) must not start anything.
-        await expectStatus('simple POST demo-traffic (text/plain)', 403, 'POST', '/api/demo-traffic', { 'Content-Type': 'text/plain', Origin: 'http://evil.example' }, '{}');
-        await expectStatus('simple POST demo-traffic (form)', 403, 'POST', '/api/demo-traffic', { 'Content-Type': 'application/x-www-form-urlencoded', Origin: 'http://evil.example' }, 'a=1');
+        await expectStatus(
+          'simple POST demo-traffic (text/plain)',
+          403,
+          'POST',
+          '/api/demo-traffic',
+          { 'Content-Type': 'text/plain', Origin: 'http://evil.example' },
+          '{}',
+        );
+        await expectStatus(
+          'simple POST demo-traffic (form)',
+          403,
+          'POST',
+          '/api/demo-traffic',
+          { 'Content-Type': 'application/x-www-form-urlencoded', Origin: 'http://evil.example' },
+          'a=1',
+        );
         await expectStatus('simple POST demo-traffic (no body)', 403, 'POST', '/api/demo-traffic', {});
-        await expectStatus('POST demo-traffic Host evil, JSON', 403, 'POST', '/api/demo-traffic', { Host: `evil.example:${port}`, 'Content-Type': 'application/json' }, '{}');
+        await expectStatus(
+          'POST demo-traffic Host evil, JSON',
+          403,
+          'POST',
+          '/api/demo-traffic',
+          { Host: `evil.example:${port}`, 'Content-Type': 'application/json' },
+          '{}',
+        );
         expect(demoCalls).toBe(0);
         // The page's own button sends JSON (a cross-site page could only with a CORS preflight, which is refused).
         await expectStatus('POST demo-traffic JSON', 202, 'POST', '/api/demo-traffic', { 'Content-Type': 'application/json' }, '{}');
@@ -318,7 +387,12 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
       } finally {
         await new Promise((done) => demo.close(done));
       }
-      report.add({ fault: 'explorer: DNS rebinding and cross-site writes', requestsSent: sent, answeredWrongly: wrong, note: wrongs.join('; ') || undefined });
+      report.add({
+        fault: 'explorer: DNS rebinding and cross-site writes',
+        requestsSent: sent,
+        answeredWrongly: wrong,
+        note: wrongs.join('; ') || undefined,
+      });
       expect(wrongs).toEqual([]);
     });
 
@@ -329,8 +403,16 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
       // The real events first: 2000 of them, in posthog-node's batches of 100.
       const REAL = 2000;
       for (let b = 0; b < REAL / 100; b += 1) {
-        const batch = Array.from({ length: 100 }, (_, i) => ({ uuid: randomUUID(), event: 'api_request', distinct_id: `real-${b}`, properties: { request_id: `real-${b}-${i}` } }));
-        expect((await send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, JSON.stringify({ api_key: 'k', batch }))).status).toBe(200);
+        const batch = Array.from({ length: 100 }, (_, i) => ({
+          uuid: randomUUID(),
+          event: 'api_request',
+          distinct_id: `real-${b}`,
+          properties: { request_id: `real-${b}-${i}` },
+        }));
+        expect(
+          (await send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, JSON.stringify({ api_key: 'k', batch })))
+            .status,
+        ).toBe(200);
       }
       let reads = 0;
       let wrong = 0;
@@ -344,7 +426,9 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
         expect(body.length).toBeLessThan(5 * 2 ** 20);
         let flooding = true;
         const floodStarted = performance.now();
-        const posting = send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, body, 60_000).finally(() => (flooding = false));
+        const posting = send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, body, 60_000).finally(
+          () => (flooding = false),
+        );
         // Reads while the batch is stored: each must be answered promptly.
         const reading = (async () => {
           await sleep(20);
@@ -395,21 +479,46 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
       let batch: unknown[] = [];
       for (let i = 0; i < 30_000; i += 1) {
         const common = { endpoint: `/e/${i}`, method: 'GET', request_id: `b-${i}` };
-        batch.push({ event: 'api_request', distinct_id: 'u', timestamp: new Date(now - i).toISOString(), properties: { ...common, status_code: 500, response_time_ms: i % 100 } });
-        batch.push({ event: 'api_error', distinct_id: 'u', timestamp: new Date(now - i).toISOString(), properties: { ...common, status_code: 500, error_type: `type_${i}`, error_message: 'm'.repeat(20) } });
+        batch.push({
+          event: 'api_request',
+          distinct_id: 'u',
+          timestamp: new Date(now - i).toISOString(),
+          properties: { ...common, status_code: 500, response_time_ms: i % 100 },
+        });
+        batch.push({
+          event: 'api_error',
+          distinct_id: 'u',
+          timestamp: new Date(now - i).toISOString(),
+          properties: { ...common, status_code: 500, error_type: `type_${i}`, error_message: 'm'.repeat(20) },
+        });
         if (batch.length === 10_000) {
-          expect((await send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, JSON.stringify({ api_key: 'k', batch }))).status).toBe(200);
+          expect(
+            (await send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, JSON.stringify({ api_key: 'k', batch })))
+              .status,
+          ).toBe(200);
           batch = [];
         }
       }
       for (let half = 0; half < 2; half += 1) {
-        const big = Array.from({ length: 50 }, (_, i) => ({ event: 'big', distinct_id: 'heavy', properties: { n: half * 50 + i, blob: 'x'.repeat(60 * 1024) } }));
-        expect((await send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, JSON.stringify({ api_key: 'k', batch: big }))).status).toBe(200);
+        const big = Array.from({ length: 50 }, (_, i) => ({
+          event: 'big',
+          distinct_id: 'heavy',
+          properties: { n: half * 50 + i, blob: 'x'.repeat(60 * 1024) },
+        }));
+        expect(
+          (await send(started.url, 'POST', '/batch/', { 'Content-Type': 'application/json' }, JSON.stringify({ api_key: 'k', batch: big })))
+            .status,
+        ).toBe(200);
       }
       const sizes: Record<string, number> = {};
       let wrong = 0;
       const problems: string[] = [];
-      for (const [path, limitKiB] of [['/api/performance', 256], ['/api/errors', 256], ['/api/requests?limit=1000', 512], ['/api/journey?distinct_id=heavy', 4096]] as const) {
+      for (const [path, limitKiB] of [
+        ['/api/performance', 256],
+        ['/api/errors', 256],
+        ['/api/requests?limit=1000', 512],
+        ['/api/journey?distinct_id=heavy', 4096],
+      ] as const) {
         const answer = await send(started.url, 'GET', path);
         sizes[path] = answer.text.length;
         if (answer.status !== 200 || answer.text.length > limitKiB * 1024) {
@@ -423,7 +532,9 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
         fault: 'explorer: 30 000 endpoints and error types, a 6 MiB journey',
         requestsSent: 6,
         answeredWrongly: wrong,
-        note: Object.entries(sizes).map(([path, bytes]) => `${path} ${Math.round(bytes / 1024)} KiB`).join(', '),
+        note: Object.entries(sizes)
+          .map(([path, bytes]) => `${path} ${Math.round(bytes / 1024)} KiB`)
+          .join(', '),
       });
       expect(problems).toEqual([]);
       // Capped, and saying how many more there are.

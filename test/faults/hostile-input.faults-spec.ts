@@ -20,6 +20,7 @@ const report = new FaultReport('hostile-input');
 /** What every correlation id sent back must look like. */
 const VALID_REQUEST_ID = /^[A-Za-z0-9\-_.:]{1,128}$/;
 /** C0 and C1 control characters, DEL included: never in an identity property. */
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
 /** Longest identity property (`request_id`, `$session_id`, `distinct_id`, `user_id`). */
 const MAX_IDENTITY = 200;
@@ -128,11 +129,13 @@ function targetOf(app: INestApplication): Target {
  * out is added). A connection the server drops comes back as status 0.
  */
 function send(target: Target, path: string, headers: Headers = {}, method = 'GET', body?: string): Promise<Answer> {
-  const outgoing = Array.isArray(headers) && !headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'host')
-    ? [...headers, 'Host', `127.0.0.1:${target.port}`]
-    : headers;
+  const outgoing =
+    Array.isArray(headers) && !headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'host')
+      ? [...headers, 'Host', `127.0.0.1:${target.port}`]
+      : headers;
   return new Promise((resolve) => {
-    const dropped = (error: NodeJS.ErrnoException) => resolve({ status: 0, headers: {}, body: `connection dropped: ${error.code ?? error.message}` });
+    const dropped = (error: NodeJS.ErrnoException) =>
+      resolve({ status: 0, headers: {}, body: `connection dropped: ${error.code ?? error.message}` });
     const req = httpRequest({ host: '127.0.0.1', port: target.port, agent: target.agent, method, path, headers: outgoing }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -185,18 +188,13 @@ let sequence = 0;
 /** A correlation id no other request uses, so each check reads only its own events. */
 const freshId = (label: string) => `${label}-${process.pid}-${++sequence}`;
 
-/** A label short enough for a test name and a report, whatever the value. */
-function describeValue(value: string | string[]): string {
-  const one = (v: string) => (v.length > 40 ? `${JSON.stringify(v.slice(0, 20))}… (${v.length} chars)` : JSON.stringify(v));
-  return Array.isArray(value) ? `[${value.map(one).join(', ')}]` : one(value);
-}
-
 /** The string properties of an event (and its distinct_id) that are too long, with their lengths. */
 function oversized(event: CapturedEvent): string[] {
   const out: string[] = [];
-  if (typeof event.distinct_id === 'string' && event.distinct_id.length > MAX_IDENTITY) out.push(`distinct_id (${event.distinct_id.length})`);
+  if (typeof event.distinct_id === 'string' && event.distinct_id.length > MAX_IDENTITY)
+    out.push(`distinct_id (${event.distinct_id.length})`);
   for (const [key, value] of Object.entries(event.properties ?? {})) {
-    const text = typeof value === 'string' ? value : JSON.stringify(value) ?? '';
+    const text = typeof value === 'string' ? value : (JSON.stringify(value) ?? '');
     const limit = key === 'traceback' ? TRACEBACK_LIMIT : MAX_PROPERTY;
     if (text.length > limit) out.push(`${event.event}.${key} (${text.length})`);
   }
@@ -205,7 +203,7 @@ function oversized(event: CapturedEvent): string[] {
 
 /** The identity properties of an event that are too long or carry control characters. */
 function badIdentity(event: CapturedEvent): string[] {
-  const fields: Array<[string, unknown]> = [
+  const fields: [string, unknown][] = [
     ['distinct_id', event.distinct_id],
     ['request_id', event.properties?.request_id],
     ['$session_id', event.properties?.$session_id],
@@ -223,7 +221,7 @@ function badIdentity(event: CapturedEvent): string[] {
 
 /** Values of tracing headers a client may send, as the app receives them (latin1 strings Node accepts). */
 const ALL_LATIN1_HIGH = String.fromCharCode(...Array.from({ length: 0x80 }, (_, i) => 0x80 + i));
-const HEADER_VALUES: Array<[string, string | string[]]> = [
+const HEADER_VALUES: [string, string | string[]][] = [
   ['10 kB of letters', 'a'.repeat(10_000)],
   ['10 kB of mixed printable characters', 'Zz9-_.:~!@#$%^&*()[]{}<>?/|;= '.repeat(400).slice(0, 10_000)],
   ['a tab inside', 'abc\tdef'],
@@ -270,7 +268,12 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
    * counts it answered wrongly when status or body differ. `compareBody: false`
    * for routes whose body legitimately differs (the demo's /chat echoes the request id).
    */
-  async function compared(tally: Tally, path: string, headers: Headers = {}, options: { method?: string; body?: string; compareBody?: boolean } = {}): Promise<Answer> {
+  async function compared(
+    tally: Tally,
+    path: string,
+    headers: Headers = {},
+    options: { method?: string; body?: string; compareBody?: boolean } = {},
+  ): Promise<Answer> {
     const [ours, theirs] = await Promise.all([
       send(withModule, path, headers, options.method, options.body),
       send(without, path, headers, options.method, options.body),
@@ -279,7 +282,9 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
     const bodyDiffers = options.compareBody !== false && ours.body !== theirs.body;
     if (ours.status !== theirs.status || bodyDiffers) {
       tally.answeredWrongly++;
-      tally.wrong.push(`${options.method ?? 'GET'} ${path.slice(0, 60)}: ${ours.status} ${ours.body.slice(0, 120)} instead of ${theirs.status} ${theirs.body.slice(0, 120)}`);
+      tally.wrong.push(
+        `${options.method ?? 'GET'} ${path.slice(0, 60)}: ${ours.status} ${ours.body.slice(0, 120)} instead of ${theirs.status} ${theirs.body.slice(0, 120)}`,
+      );
     }
     return ours;
   }
@@ -358,26 +363,33 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
         await compared(tally, '/items/1', withHeader(name));
         await compared(tally, '/items/abc', withHeader(name));
         // The demo's service captures through the module and through the posthog-node client: both paths carry the context.
-        await compared(tally, '/chat', withHeader(name, { 'Content-Type': 'application/json' }), { method: 'POST', body: '{"message":"hi"}', compareBody: false });
+        await compared(tally, '/chat', withHeader(name, { 'Content-Type': 'application/json' }), {
+          method: 'POST',
+          body: '{"message":"hi"}',
+          compareBody: false,
+        });
       }
       await expectOneCleanApiRequestEach(ids);
     });
 
-    it.each(HEADER_VALUES)('Authorization: Bearer user_1 on /me: distinct_id is user_1 whatever X-POSTHOG-DISTINCT-ID says (%s)', async (_label, value) => {
-      const id = freshId('me');
-      const answer = await compared(tally, '/me', { 'X-Request-ID': id, Authorization: 'Bearer user_1', 'X-POSTHOG-DISTINCT-ID': value });
-      expect(answer.status).toBe(200);
-      tally.eventsExpected++;
-      const events = (await eventsOf([id])).get(id)!;
-      tally.eventsDelivered += named(events, 'api_request').length;
-      expect(named(events, 'api_request')).toHaveLength(1);
-      for (const event of events) {
-        expect(event.distinct_id).toBe('user_1');
-        expect(event.properties.user_id).toBe('user_1');
-      }
-      expect(events.flatMap(badIdentity)).toEqual([]);
-      expect(tally.wrong).toEqual([]);
-    });
+    it.each(HEADER_VALUES)(
+      'Authorization: Bearer user_1 on /me: distinct_id is user_1 whatever X-POSTHOG-DISTINCT-ID says (%s)',
+      async (_label, value) => {
+        const id = freshId('me');
+        const answer = await compared(tally, '/me', { 'X-Request-ID': id, Authorization: 'Bearer user_1', 'X-POSTHOG-DISTINCT-ID': value });
+        expect(answer.status).toBe(200);
+        tally.eventsExpected++;
+        const events = (await eventsOf([id])).get(id)!;
+        tally.eventsDelivered += named(events, 'api_request').length;
+        expect(named(events, 'api_request')).toHaveLength(1);
+        for (const event of events) {
+          expect(event.distinct_id).toBe('user_1');
+          expect(event.properties.user_id).toBe('user_1');
+        }
+        expect(events.flatMap(badIdentity)).toEqual([]);
+        expect(tally.wrong).toEqual([]);
+      },
+    );
 
     it('all three headers hostile at once, each header repeated (raw header list)', async () => {
       const ids: string[] = [];
@@ -385,9 +397,18 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
         const one = Array.isArray(value) ? value[0] : value;
         if (one.length > 3_000) continue; // three 10 kB headers are over Node's 16 kB limit: see the next test
         const raw = [
-          'X-Request-ID', one, 'X-Request-ID', 'second-id',
-          'X-POSTHOG-SESSION-ID', one, 'X-POSTHOG-SESSION-ID', 'other-session',
-          'X-POSTHOG-DISTINCT-ID', one, 'X-POSTHOG-DISTINCT-ID', 'other-distinct',
+          'X-Request-ID',
+          one,
+          'X-Request-ID',
+          'second-id',
+          'X-POSTHOG-SESSION-ID',
+          one,
+          'X-POSTHOG-SESSION-ID',
+          'other-session',
+          'X-POSTHOG-DISTINCT-ID',
+          one,
+          'X-POSTHOG-DISTINCT-ID',
+          'other-distinct',
         ];
         const answer = await compared(tally, '/items/1', raw);
         // The repeated X-Request-ID makes a fresh id: the events are found by the one sent back.
@@ -421,7 +442,11 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
     it('a repeated X-POSTHOG-DISTINCT-ID or X-POSTHOG-SESSION-ID is not used as the comma-joined pair Node makes of it', async () => {
       // Node joins repeated custom headers into "a, b"; the module means to take the first value (request-entry.ts, tracingHeader).
       const id = freshId('repeat');
-      await compared(tally, '/items/1', { 'X-Request-ID': id, 'X-POSTHOG-DISTINCT-ID': ['browser-a', 'browser-b'], 'X-POSTHOG-SESSION-ID': ['session-a', 'session-b'] });
+      await compared(tally, '/items/1', {
+        'X-Request-ID': id,
+        'X-POSTHOG-DISTINCT-ID': ['browser-a', 'browser-b'],
+        'X-POSTHOG-SESSION-ID': ['session-a', 'session-b'],
+      });
       tally.eventsExpected++;
       const events = (await eventsOf([id])).get(id)!;
       tally.eventsDelivered += named(events, 'api_request').length;
@@ -442,7 +467,7 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
       ['an object whose toString and message getter throw', '/hostile-input/throwing-getters'],
       ["Symbol('boom')", '/hostile-input/symbol'],
       ['a Proxy that throws on every trap', '/hostile-input/proxy'],
-    ])('%s: 500 with Nest\'s body, exactly one bounded api_error, no crash', async (_label, path) => {
+    ])("%s: 500 with Nest's body, exactly one bounded api_error, no crash", async (_label, path) => {
       const id = freshId('err');
       const started = performance.now();
       const answer = await send(withModule, path, { 'X-Request-ID': id });
@@ -495,7 +520,7 @@ describe.each(ADAPTERS)('hostile input over %s', (adapter) => {
     const groupEvents: CapturedEvent[] = [];
 
     const manyParams = Array.from({ length: 500 }, (_, i) => `p${i}=v${i}`).join('&');
-    const PATHS: Array<[string, string]> = [
+    const PATHS: [string, string][] = [
       ['a 10 000-character unknown path', `/${PATH_MARK}/${'a'.repeat(9_980)}`],
       ['a 10 000-character route parameter (digits)', `/items/${'9'.repeat(9_993)}`],
       ['a 10 000-character route parameter (letters)', `/items/${PATH_MARK}${'x'.repeat(9_984)}`],

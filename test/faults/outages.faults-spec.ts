@@ -19,7 +19,6 @@ import { FaultReport } from './fault-report.js';
 
 const report = new FaultReport('outages');
 
-
 interface Call {
   method: 'GET' | 'POST';
   path: string;
@@ -66,7 +65,6 @@ async function call(base: string, c: Call, requestId?: string): Promise<Answer> 
 
 const baseOf = (app: INestApplication) => `http://127.0.0.1:${(app.getHttpServer().address() as { port: number }).port}`;
 
-
 function heapMiB(): number {
   (globalThis as { gc?: () => void }).gc?.();
   return process.memoryUsage().heapUsed / 2 ** 20;
@@ -88,7 +86,7 @@ describe('PostHog failing', () => {
   /** Sends VISITS_PER_PHASE visits with ids `<label>-<n>`; returns the answers and the events to expect. */
   async function phase(label: string) {
     const answers: Answer[] = [];
-    const expected: Array<[string, string]> = [];
+    const expected: [string, string][] = [];
     for (let v = 0; v < VISITS_PER_PHASE; v++) {
       for (const [i, c] of VISIT.entries()) {
         const id = `${label}-${v}-${i}`;
@@ -96,11 +94,14 @@ describe('PostHog failing', () => {
         for (const event of c.events) expected.push([id, event]);
       }
     }
-    const wrong = answers.filter((a, n) => a.status !== reference[n % VISIT.length].status || JSON.stringify(a.body) !== JSON.stringify(reference[n % VISIT.length].body)).length;
+    const wrong = answers.filter(
+      (a, n) =>
+        a.status !== reference[n % VISIT.length].status || JSON.stringify(a.body) !== JSON.stringify(reference[n % VISIT.length].body),
+    ).length;
     return { answers, expected, wrong, worstMs: Math.max(...answers.map((a) => a.ms)) };
   }
 
-  const delivered = (expected: Array<[string, string]>) =>
+  const delivered = (expected: [string, string][]) =>
     expected.filter(([id, event]) => capture.events.some((e) => e.event === event && e.properties.request_id === id)).length;
 
   beforeAll(async () => {
@@ -168,7 +169,13 @@ describe('a short outage with the default retry settings', () => {
       setTimeout(() => (capture.behaviour = { kind: 'ok' }), 1500);
       const delivered = () => ids.filter((id) => capture.forRequest(id).length > 0).length;
       await capture.waitFor(() => delivered() === ids.length, 20_000).catch(() => undefined);
-      report.add({ fault: 'PostHog down for 1.5 s (503), default retries', requestsSent: ids.length, answeredWrongly: wrong, eventsExpected: ids.length, eventsDelivered: delivered() });
+      report.add({
+        fault: 'PostHog down for 1.5 s (503), default retries',
+        requestsSent: ids.length,
+        answeredWrongly: wrong,
+        eventsExpected: ids.length,
+        eventsDelivered: delivered(),
+      });
       expect(wrong).toBe(0);
       expect(delivered()).toBe(ids.length);
     } finally {
@@ -185,7 +192,9 @@ describe('sustained load while PostHog is down', () => {
     const maxQueueSize = 500;
     const app = await createTestApp(
       'express',
-      sendingTo(capture.url, { posthogOptions: { flushAt: 50, flushInterval: 50, maxQueueSize, requestTimeout: 500, fetchRetryDelay: 200 } }),
+      sendingTo(capture.url, {
+        posthogOptions: { flushAt: 50, flushInterval: 50, maxQueueSize, requestTimeout: 500, fetchRetryDelay: 200 },
+      }),
       { logger },
     );
     const total = 5000;
@@ -300,9 +309,20 @@ describe("telemetry's own failures", () => {
       const answer = await call(baseOf(app), { method: 'GET', path: '/odd', events: [] }, 'odd-1');
       await app.close();
       const [event] = capture.eventsNamed('odd_properties');
-      report.add({ fault: 'unserialisable capture() properties', requestsSent: 1, answeredWrongly: answer.status === 200 ? 0 : 1, eventsExpected: 1, eventsDelivered: capture.eventsNamed('odd_properties').length });
+      report.add({
+        fault: 'unserialisable capture() properties',
+        requestsSent: 1,
+        answeredWrongly: answer.status === 200 ? 0 : 1,
+        eventsExpected: 1,
+        eventsDelivered: capture.eventsNamed('odd_properties').length,
+      });
       expect(answer).toMatchObject({ status: 200, body: { ok: true } });
-      expect(event.properties).toMatchObject({ big: (2n ** 70n).toString(), circular: { name: 'loop', self: '[Circular]' }, boom: '[unreadable]', request_id: 'odd-1' });
+      expect(event.properties).toMatchObject({
+        big: (2n ** 70n).toString(),
+        circular: { name: 'loop', self: '[Circular]' },
+        boom: '[unreadable]',
+        request_id: 'odd-1',
+      });
     } finally {
       await capture.stop();
     }
@@ -370,7 +390,14 @@ describe('shutdown of the demo process', () => {
     try {
       const { wrong, exitMs } = await runDemo(capture, 30, 'sigterm');
       const delivered = capture.eventsNamed('api_request', (e) => String(e.properties.request_id).startsWith('sigterm-')).length;
-      report.add({ fault: 'SIGTERM with events queued', requestsSent: 30, answeredWrongly: wrong, eventsExpected: 30, eventsDelivered: delivered, note: `exited ${exitMs} ms after SIGTERM` });
+      report.add({
+        fault: 'SIGTERM with events queued',
+        requestsSent: 30,
+        answeredWrongly: wrong,
+        eventsExpected: 30,
+        eventsDelivered: delivered,
+        note: `exited ${exitMs} ms after SIGTERM`,
+      });
       expect(delivered).toBe(30);
     } finally {
       await capture.stop();
@@ -382,7 +409,12 @@ describe('shutdown of the demo process', () => {
     capture.behaviour = { kind: 'hang' };
     try {
       const { wrong, exitMs } = await runDemo(capture, 10, 'sigterm-hang');
-      report.add({ fault: 'SIGTERM while PostHog hangs', requestsSent: 10, answeredWrongly: wrong, note: `exited ${exitMs} ms after SIGTERM (bound: 5000 ms + the app's own close)` });
+      report.add({
+        fault: 'SIGTERM while PostHog hangs',
+        requestsSent: 10,
+        answeredWrongly: wrong,
+        note: `exited ${exitMs} ms after SIGTERM (bound: 5000 ms + the app's own close)`,
+      });
       expect(wrong).toBe(0);
       // A bound, not a speed goal: shutdown must not wait on PostHog beyond its timeout.
       expect(exitMs).toBeLessThan(5000 + 3000);

@@ -82,7 +82,8 @@ class ScrubController {
     const batch = Number(batchParam);
     const text = batchText(batch);
     const probe = marker(position, batch);
-    const capture = (event: string, properties: Record<string, unknown>) => this.posthog.capture({ distinctId: 'user_scrub', event, properties });
+    const capture = (event: string, properties: Record<string, unknown>) =>
+      this.posthog.capture({ distinctId: 'user_scrub', event, properties });
     switch (position) {
       case 'console-breadcrumb':
         console.warn(`${probe} ${text}`, { detail: text, payload: Buffer.from(text) });
@@ -90,7 +91,9 @@ class ScrubController {
       case 'http-breadcrumb':
         await fetch(`${outbound.url}/fetched/${probe}?page=${QUERY_NEEDLE}&note=${encodeURIComponent(text)}`);
         await new Promise<void>((done, fail) =>
-          httpGet(`${outbound.url}/requested/${probe}?page=${QUERY_NEEDLE}&note=${encodeURIComponent(text)}`, (res) => res.resume().on('end', done)).on('error', fail),
+          httpGet(`${outbound.url}/requested/${probe}?page=${QUERY_NEEDLE}&note=${encodeURIComponent(text)}`, (res) =>
+            res.resume().on('end', done),
+          ).on('error', fail),
         );
         throw new Error(`failed after the calls (batch ${batch})`);
       case 'thrown-object':
@@ -114,7 +117,12 @@ class ScrubController {
         for (const s of BATCHES[batch]!) capture(`${probe} ${s.text}`, { probe });
         return { ok: true };
       case 'client-capture-buffer':
-        capture('client_probe', { probe, payload: Buffer.from(text), bytes: new Uint8Array(Buffer.from(text)), nested: { chunk: Buffer.from(text) } });
+        capture('client_probe', {
+          probe,
+          payload: Buffer.from(text),
+          bytes: new Uint8Array(Buffer.from(text)),
+          nested: { chunk: Buffer.from(text) },
+        });
         return { ok: true };
     }
   }
@@ -141,7 +149,7 @@ class ScrubController {
 
   @Get('same-string')
   sameString() {
-    throw 'the same string, thrown by every request'; // eslint-disable-line no-throw-literal
+    throw 'the same string, thrown by every request';
   }
 }
 
@@ -162,7 +170,7 @@ let capture: CaptureServer;
 let sentry: SentryServer;
 let app: INestApplication;
 let http: ReturnType<typeof request>;
-const statuses: Array<[string, number]> = [];
+const statuses: [string, number][] = [];
 
 beforeAll(async () => {
   capture = await new CaptureServer().start();
@@ -177,10 +185,21 @@ beforeAll(async () => {
   sourceDir = mkdtempSync(join(tmpdir(), 'sdk-scrub-'));
   const keyedFile = join(sourceDir, 'keyed-source.js');
   // The key sits on the line above the throw: inside the source lines both SDKs send around a frame.
-  writeFileSync(keyedFile, ['(function () {', `  const stripeKey = '${SOURCE_KEY.secret}';`, '  return function fromKeyedSource(probe) { throw new Error(probe + " thrown next to a key " + stripeKey.length); };', '})'].join('\n'));
+  writeFileSync(
+    keyedFile,
+    [
+      '(function () {',
+      `  const stripeKey = '${SOURCE_KEY.secret}';`,
+      '  return function fromKeyedSource(probe) { throw new Error(probe + " thrown next to a key " + stripeKey.length); };',
+      '})',
+    ].join('\n'),
+  );
   const tokenFile = `/srv/releases/${PATH_TOKEN}/handler.js`;
   throwers = {
-    fromTokenPath: new Script('(function () { return function fromTokenPath(probe) { throw new Error(probe + " thrown from a release path"); }; })', { filename: tokenFile }).runInThisContext()(),
+    fromTokenPath: new Script(
+      '(function () { return function fromTokenPath(probe) { throw new Error(probe + " thrown from a release path"); }; })',
+      { filename: tokenFile },
+    ).runInThisContext()(),
     fromKeyedSource: new Script(readFileSync(keyedFile, 'utf8'), { filename: keyedFile }).runInThisContext()(),
   };
 
@@ -229,7 +248,9 @@ describe('sdk-scrub: every shape where the SDKs pick up text, on both wires', ()
   }, 120_000);
 
   it('answers as the app does (errors 500, the rest 200)', () => {
-    const wrong = statuses.filter(([route, status]) => status !== (/^(console-breadcrumb|http-breadcrumb|thrown-object)\//.test(route) ? 500 : 200));
+    const wrong = statuses.filter(
+      ([route, status]) => status !== (/^(console-breadcrumb|http-breadcrumb|thrown-object)\//.test(route) ? 500 : 200),
+    );
     expect(wrong).toEqual([]);
   });
 
@@ -254,7 +275,8 @@ describe('sdk-scrub: every shape where the SDKs pick up text, on both wires', ()
     for (const shape of SECRET_SHAPES) {
       const found = needles(shape.secret).filter((n) => posthogWire.includes(n) || sentryWire.includes(n));
       for (const bytes of asBytes(shape.secret)) if (posthogWire.includes(bytes) || sentryWire.includes(bytes)) found.push(bytes);
-      const leakedIn = found.length === 0 ? [] : POSITIONS.filter((position) => eventsOf(position).some((text) => found.some((n) => text.includes(n))));
+      const leakedIn =
+        found.length === 0 ? [] : POSITIONS.filter((position) => eventsOf(position).some((text) => found.some((n) => text.includes(n))));
       caught += POSITIONS.length - (found.length > 0 ? Math.max(1, leakedIn.length) : 0);
       if (found.length > 0) leaks.push(`${shape.name} (${leakedIn.join(', ') || 'somewhere'}): ${found[0]!.slice(0, 60)}`);
     }
@@ -280,9 +302,11 @@ describe('sdk-scrub: every shape where the SDKs pick up text, on both wires', ()
     const events = sentry.events.filter((e) => (e.exception?.values?.[0]?.value ?? '').startsWith('failed after the calls'));
     expect(events).toHaveLength(BATCHES.length);
     for (const event of events) {
-      const crumbs = (event.breadcrumbs as Array<{ category?: string; data?: Record<string, unknown> }>).filter((c) => c.category === 'http');
+      const crumbs = (event.breadcrumbs as { category?: string; data?: Record<string, unknown> }[]).filter((c) => c.category === 'http');
       const urls = crumbs.map((c) => String(c.data?.url));
-      expect(urls.filter((url) => url.startsWith(`${outbound.url}/fetched/`) || url.startsWith(`${outbound.url}/requested/`))).toHaveLength(2);
+      expect(urls.filter((url) => url.startsWith(`${outbound.url}/fetched/`) || url.startsWith(`${outbound.url}/requested/`))).toHaveLength(
+        2,
+      );
       for (const crumb of crumbs) {
         expect(crumb.data).not.toHaveProperty(['url.query']);
         expect(String(crumb.data?.url)).not.toContain('?');
@@ -320,10 +344,14 @@ describe('sdk-scrub: stack frames', () => {
     await http.get('/scrub/frames/token-path/frame_probe_path').set('X-Request-ID', 'scrub-frame-path').expect(500);
     await http.get('/scrub/frames/keyed-source/frame_probe_source').set('X-Request-ID', 'scrub-frame-source').expect(500);
     await sentry.waitForRequests('scrub-frame-path', 'scrub-frame-source');
-    await capture.waitFor(() => ['scrub-frame-path', 'scrub-frame-source'].every((id) => capture.forRequest(id).some((e) => e.event === '$exception')));
-    const framesOf = (exceptions: Array<{ stacktrace?: { frames?: Array<Record<string, unknown>> } }> | undefined) => (exceptions ?? []).flatMap((e) => e.stacktrace?.frames ?? []);
+    await capture.waitFor(() =>
+      ['scrub-frame-path', 'scrub-frame-source'].every((id) => capture.forRequest(id).some((e) => e.event === '$exception')),
+    );
+    const framesOf = (exceptions: { stacktrace?: { frames?: Record<string, unknown>[] } }[] | undefined) =>
+      (exceptions ?? []).flatMap((e) => e.stacktrace?.frames ?? []);
     const sentryFrames = (id: string) => framesOf(sentry.eventsFor(id)[0]?.exception?.values as never);
-    const posthogFrames = (id: string) => framesOf(capture.forRequest(id).find((e: CapturedEvent) => e.event === '$exception')?.properties.$exception_list);
+    const posthogFrames = (id: string) =>
+      framesOf(capture.forRequest(id).find((e: CapturedEvent) => e.event === '$exception')?.properties.$exception_list);
 
     for (const frames of [sentryFrames('scrub-frame-path'), posthogFrames('scrub-frame-path')]) {
       // posthog-node sends paths relative to the working directory.
@@ -353,7 +381,9 @@ describe('sdk-scrub: sentry_event_id names an event Sentry sent', () => {
       await sentry.waitForRequests(ids[0]!);
       await Sentry.flush(5000);
       const sent: SentryEnvelopeEvent[] = ids.flatMap((id) => sentry.eventsFor(id));
-      const links = ids.map((id) => capture.forRequest(id).find((e) => e.event === 'api_error')?.properties.sentry_event_id as string | undefined);
+      const links = ids.map(
+        (id) => capture.forRequest(id).find((e) => e.event === 'api_error')?.properties.sentry_event_id as string | undefined,
+      );
       rows.push(`${route}: ${sent.length} sent, ${links.filter(Boolean).length} linked`);
       expect(sent).toHaveLength(1);
       expect(links.filter((link) => link !== undefined)).toEqual([sent[0]!.event_id]);
@@ -362,7 +392,12 @@ describe('sdk-scrub: sentry_event_id names an event Sentry sent', () => {
       const link = error.properties.sentry_event_id;
       if (link !== undefined) expect(sentIds().has(link)).toBe(true);
     }
-    report.add({ fault: 'sdk-scrub: sentry_event_id when Sentry drops repeats (Dedupe)', requestsSent: 6, answeredWrongly: 0, note: rows.join('; ') });
+    report.add({
+      fault: 'sdk-scrub: sentry_event_id when Sentry drops repeats (Dedupe)',
+      requestsSent: 6,
+      answeredWrongly: 0,
+      note: rows.join('; '),
+    });
   });
 });
 
@@ -407,7 +442,8 @@ describe("sdk-scrub: an unhandled rejection, with the module's Sentry", () => {
     expect(rows[1]).toContain('exit 0 without the module, 0 with it');
     await Sentry.flush(2000);
     const deadline = Date.now() + 10_000;
-    while (!sentry.raw.some((text) => text.includes('background failure')) && Date.now() < deadline) await new Promise((done) => setTimeout(done, 50));
+    while (!sentry.raw.some((text) => text.includes('background failure')) && Date.now() < deadline)
+      await new Promise((done) => setTimeout(done, 50));
     const rejection = sentry.raw.filter((text) => text.includes('background failure'));
     expect(rejection.length).toBeGreaterThan(0);
     for (const text of rejection) expect(text).not.toContain('rejectionPASS4242');

@@ -36,7 +36,14 @@ const POSITIONS = [
 ] as const;
 type Position = (typeof POSITIONS)[number];
 /** Positions that are errors: they also reach Sentry. */
-const ERROR_POSITIONS = new Set<Position>(['message', 'cause-chain', 'aggregate-error', 'http-exception', 'thrown-string', 'capture-error']);
+const ERROR_POSITIONS = new Set<Position>([
+  'message',
+  'cause-chain',
+  'aggregate-error',
+  'http-exception',
+  'thrown-string',
+  'capture-error',
+]);
 
 /** Shapes in batches of at most ~1500 characters: one request carries a batch whole (messages are cut at 2000). */
 const BATCHES: SecretShape[][] = [];
@@ -68,7 +75,7 @@ class SecretsController {
       case 'http-exception':
         throw new HttpException(`gateway said ${text}`, 502);
       case 'thrown-string':
-        throw text; // eslint-disable-line no-throw-literal
+        throw text;
       case 'capture-error':
         this.telemetry.captureError(new Error(text));
         return { ok: true };
@@ -107,7 +114,7 @@ describe('secrets: every shape in every position, on both wires', () => {
   let capture: CaptureServer;
   let sentry: SentryServer;
   let app: INestApplication;
-  const statuses: Array<[string, number]> = [];
+  const statuses: [string, number][] = [];
 
   beforeAll(async () => {
     capture = await new CaptureServer().start();
@@ -161,7 +168,8 @@ describe('secrets: every shape in every position, on both wires', () => {
       const found = needles(shape.secret).filter((n) => posthogWire.includes(n) || sentryWire.includes(n));
       for (const bytes of asBytes(shape.secret)) if (posthogWire.includes(bytes)) found.push(bytes);
       // One batch holds each shape in all positions: a leak is charged to every position whose events hold it.
-      const leakedIn = found.length === 0 ? [] : POSITIONS.filter((position) => eventsOf(position).some((text) => found.some((n) => text.includes(n))));
+      const leakedIn =
+        found.length === 0 ? [] : POSITIONS.filter((position) => eventsOf(position).some((text) => found.some((n) => text.includes(n))));
       caught += POSITIONS.length - (found.length > 0 ? Math.max(1, leakedIn.length) : 0);
       if (found.length > 0) leaks.push(`${shape.name} (${leakedIn.join(', ') || 'somewhere'}): ${found[0]!.slice(0, 60)}`);
     }
@@ -246,7 +254,9 @@ describe('secrets: redaction time is linear and bounded', () => {
     // Linear: the cost per KiB stays flat as the text grows 8 times; a quadratic pattern costs 8 times more per KiB.
     // A generous factor (3) and the least of 5 runs keep this steady on a loaded machine; no absolute time is asserted.
     const mixes = fc.sample(
-      fc.array(fc.oneof(fc.constantFrom(...ADVERSARIAL_PIECES), fc.string({ minLength: 1, maxLength: 8 })), { minLength: 1, maxLength: 4 }).map((parts) => parts.join('')),
+      fc
+        .array(fc.oneof(fc.constantFrom(...ADVERSARIAL_PIECES), fc.string({ minLength: 1, maxLength: 8 })), { minLength: 1, maxLength: 4 })
+        .map((parts) => parts.join('')),
       { seed: 13_2026, numRuns: 20 },
     );
     const pieces = [...ADVERSARIAL_PIECES, ...mixes];

@@ -1,7 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import { Agent, get as httpGet } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { POSTHOG_CLIENT, type TelemetryModuleOptions } from 'nestjs-posthog-telemetry';
+import { POSTHOG_CLIENT } from 'nestjs-posthog-telemetry';
 import { RecordingLogger } from '../support/recording-logger.js';
 import { CaptureServer } from '../support/capture-server.js';
 import { createTestApp, sendingTo } from '../support/test-app.js';
@@ -35,7 +35,14 @@ function get(base: string, path: string, requestId: string): Promise<number> {
 }
 
 /** Sends `total` requests over `concurrency` connections; `path(n)` picks each one's route and `expect(n)` its status. */
-async function load(base: string, total: number, path: (n: number) => string, expected: (n: number) => number, prefix: string, concurrency = 16): Promise<number> {
+async function load(
+  base: string,
+  total: number,
+  path: (n: number) => string,
+  expected: (n: number) => number,
+  prefix: string,
+  concurrency = 16,
+): Promise<number> {
   let next = 0;
   let wrong = 0;
   const worker = async () => {
@@ -77,17 +84,32 @@ describe('PostHog trickles its answer', () => {
     const logger = new RecordingLogger();
     const app = await createTestApp(
       'express',
-      sendingTo(capture.url, { shutdownTimeoutMs: 5000, posthogOptions: { flushAt: 20, flushInterval: 50, requestTimeout: 1000, fetchRetryDelay: 100 } }),
+      sendingTo(capture.url, {
+        shutdownTimeoutMs: 5000,
+        posthogOptions: { flushAt: 20, flushInterval: 50, requestTimeout: 1000, fetchRetryDelay: 100 },
+      }),
       { logger },
     );
     try {
       capture.behaviour = { kind: 'trickle', everyMs: 50 };
       const total = 200;
-      const wrong = await load(baseOf(app), total, () => '/items/1', () => 200, 'trickle', 8);
+      const wrong = await load(
+        baseOf(app),
+        total,
+        () => '/items/1',
+        () => 200,
+        'trickle',
+        8,
+      );
       await sleep(1500); // several deliveries stuck on trickling answers
       capture.behaviour = { kind: 'ok' };
       const recovered = performance.now();
-      const delivered = () => new Set(capture.eventsNamed('api_request', (e) => String(e.properties.request_id).startsWith('trickle-')).map((e) => e.properties.request_id)).size;
+      const delivered = () =>
+        new Set(
+          capture
+            .eventsNamed('api_request', (e) => String(e.properties.request_id).startsWith('trickle-'))
+            .map((e) => e.properties.request_id),
+        ).size;
       await capture.waitFor(() => delivered() === total, 30_000).catch(() => undefined);
       const afterMs = performance.now() - recovered;
       report.add({
@@ -112,11 +134,21 @@ describe('PostHog answers 413 to every batch', () => {
     const capture = await new CaptureServer().start();
     const logger = new RecordingLogger();
     const flushAt = 50;
-    const app = await createTestApp('express', sendingTo(capture.url, { captureExceptions: false, posthogOptions: { flushAt, flushInterval: 50 } }), { logger });
+    const app = await createTestApp(
+      'express',
+      sendingTo(capture.url, { captureExceptions: false, posthogOptions: { flushAt, flushInterval: 50 } }),
+      { logger },
+    );
     try {
       capture.behaviour = { kind: 'limit', maxBytes: 10 };
       const total = 2000;
-      const wrong = await load(baseOf(app), total, () => '/items/1', () => 200, 'too-large');
+      const wrong = await load(
+        baseOf(app),
+        total,
+        () => '/items/1',
+        () => 200,
+        'too-large',
+      );
       const sink = app.get(EVENT_SINK, { strict: false }) as Budgeted;
       await sleep(500);
       await capture.waitFor(() => (sink.budget.drops.totals.get('too-large') ?? 0) >= total, 30_000).catch(() => undefined);
@@ -148,13 +180,27 @@ describe('posthogOptions.disabled', () => {
     const app = await createTestApp('express', sendingTo(capture.url, { posthogOptions: { disabled: true } }));
     let wrong = 0;
     try {
-      wrong += await load(baseOf(app), 30, (n) => (n % 3 === 0 ? '/errors/connection' : '/items/1'), (n) => (n % 3 === 0 ? 500 : 200), 'disabled', 4);
+      wrong += await load(
+        baseOf(app),
+        30,
+        (n) => (n % 3 === 0 ? '/errors/connection' : '/items/1'),
+        (n) => (n % 3 === 0 ? 500 : 200),
+        'disabled',
+        4,
+      );
       await app.get(POSTHOG_CLIENT).flush();
       await sleep(300);
     } finally {
       await app.close();
     }
-    report.add({ fault: 'posthogOptions.disabled: true', requestsSent: 30, answeredWrongly: wrong, eventsExpected: 0, eventsDelivered: capture.events.length, note: `${capture.requests} request(s) reached PostHog` });
+    report.add({
+      fault: 'posthogOptions.disabled: true',
+      requestsSent: 30,
+      answeredWrongly: wrong,
+      eventsExpected: 0,
+      eventsDelivered: capture.events.length,
+      note: `${capture.requests} request(s) reached PostHog`,
+    });
     await capture.stop();
     expect(wrong).toBe(0);
     expect(capture.requests).toBe(0);
@@ -178,7 +224,8 @@ describe('shutdown after an outage', () => {
     capture.reset();
     capture.behaviour = { kind: 'status', status: 503 };
     const sink = app.get(EVENT_SINK, { strict: false }) as { enqueue(e: unknown): void; pending: number };
-    for (let i = 0; i < queued; i++) sink.enqueue({ ...template, uuid: undefined, properties: { ...template.properties, request_id: `queued-${i}` } });
+    for (let i = 0; i < queued; i++)
+      sink.enqueue({ ...template, uuid: undefined, properties: { ...template.properties, request_id: `queued-${i}` } });
     // The first batches fail and the sender goes to sleep for its backoff (1 s, doubling: 1 + 2 + 4 s by now at most).
     await capture.waitFor(() => capture.requests >= 2, 10_000);
     await sleep(300);
@@ -208,7 +255,11 @@ describe('memory in long outages', () => {
     const capture = await new CaptureServer().start();
     const logger = new RecordingLogger();
     const maxQueueBytes = 8 * 2 ** 20;
-    const app = await createTestApp('express', sendingTo(capture.url, { maxQueueBytes, posthogOptions: { flushAt: 100, flushInterval: 200, requestTimeout: 2000 } }), { logger });
+    const app = await createTestApp(
+      'express',
+      sendingTo(capture.url, { maxQueueBytes, posthogOptions: { flushAt: 100, flushInterval: 200, requestTimeout: 2000 } }),
+      { logger },
+    );
     const total = Math.round(60_000 * RSS_SCALE);
     const path = (n: number) => (n % 5 === 0 ? '/errors/connection' : '/items/1');
     const status = (n: number) => (n % 5 === 0 ? 500 : 200);
@@ -225,7 +276,10 @@ describe('memory in long outages', () => {
       const sink = app.get(EVENT_SINK, { strict: false }) as Budgeted;
       const budget = sink.budget;
       const totals = budget.drops.totals;
-      const byBound = ['queue-full', 'posthog-queue-full', 'over-budget', 'posthog-too-large'].reduce((sum, kind) => sum + (totals.get(kind) ?? 0), 0);
+      const byBound = ['queue-full', 'posthog-queue-full', 'over-budget', 'posthog-too-large'].reduce(
+        (sum, kind) => sum + (totals.get(kind) ?? 0),
+        0,
+      );
       report.add({
         fault: `PostHog never reads during ${total} requests, a fifth failing (maxQueueBytes 8 MiB)`,
         requestsSent: total,
@@ -249,14 +303,29 @@ describe('memory in long outages', () => {
 
   it('PostHog down (refusing connections) for 100 000 requests on the success path', async () => {
     const capture = await new CaptureServer().start();
-    const app = await createTestApp('express', sendingTo(capture.url, { posthogOptions: { flushAt: 100, flushInterval: 200, requestTimeout: 1000 } }));
+    const app = await createTestApp(
+      'express',
+      sendingTo(capture.url, { posthogOptions: { flushAt: 100, flushInterval: 200, requestTimeout: 1000 } }),
+    );
     const total = Math.round(100_000 * RSS_SCALE);
     try {
-      await load(baseOf(app), 5000, () => '/items/1', () => 200, 'warm');
+      await load(
+        baseOf(app),
+        5000,
+        () => '/items/1',
+        () => 200,
+        'warm',
+      );
       await sleep(500);
       await capture.stop();
       const before = await memory();
-      const wrong = await load(baseOf(app), total, () => '/items/1', () => 200, 'down');
+      const wrong = await load(
+        baseOf(app),
+        total,
+        () => '/items/1',
+        () => 200,
+        'down',
+      );
       const after = await memory();
       const growth = after.rss - before.rss;
       const heapGrowth = after.heap - before.heap;

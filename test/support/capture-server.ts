@@ -34,7 +34,7 @@ export type CaptureBehaviour =
  * server does little work while an app is under load.
  */
 export class CaptureServer {
-  readonly bodies: Array<{ body: Buffer; gzip: boolean; path: string }> = [];
+  readonly bodies: { body: Buffer; gzip: boolean; path: string }[] = [];
   behaviour: CaptureBehaviour = { kind: 'ok' };
   requests = 0;
   /** The headers of every request received, in arrival order (to check what clients attach, e.g. trace headers). */
@@ -100,7 +100,9 @@ export class CaptureServer {
       if (predicate(this.events)) return this.events;
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
-    throw new Error(`capture server: condition not met within ${timeoutMs} ms; received ${this.events.map((e) => e.event).join(', ') || 'nothing'}`);
+    throw new Error(
+      `capture server: condition not met within ${timeoutMs} ms; received ${this.events.map((e) => e.event).join(', ') || 'nothing'}`,
+    );
   }
 
   reset(): void {

@@ -1,5 +1,7 @@
 // Prints the fault suite's figures as one table once every file has run (rows come from test/faults/fault-report.ts).
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a CommonJS file: Jest loads its reporters with require()
 const { readdirSync, readFileSync, rmSync, mkdirSync } = require('node:fs');
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- as above
 const { resolve } = require('node:path');
 
 const dir = resolve('.tmp/fault-report');
@@ -28,7 +30,9 @@ class FaultTableReporter {
     const out = [line(header), line(header.map(() => '---')), ...cells.map(line)];
     const total = rows.reduce((sum, r) => sum + r.requestsSent, 0);
     const wrong = rows.reduce((sum, r) => sum + r.answeredWrongly, 0);
-    process.stdout.write(`\nFault suite figures (${rows.length} faults, ${total} requests, ${wrong} answered wrongly):\n\n${out.join('\n')}\n\n`);
+    process.stdout.write(
+      `\nFault suite figures (${rows.length} faults, ${total} requests, ${wrong} answered wrongly):\n\n${out.join('\n')}\n\n`,
+    );
     for (const r of rows.filter((r) => r.note)) process.stdout.write(`- ${r.fault}: ${r.note}\n`);
   }
 }

@@ -10,7 +10,6 @@ import {
   Param,
   Scope,
   UseFilters,
-  type ArgumentsHost,
   type DynamicModule,
   type INestApplication,
   type INestMicroservice,
@@ -89,14 +88,14 @@ export const EMITS: Record<string, { pattern: string; data: unknown }> = {
 };
 
 /** What the event handlers saw, and in which request. */
-export const seenEvents: Array<{ pattern: string; data: unknown; requestId: string | null }> = [];
+export const seenEvents: { pattern: string; data: unknown; requestId: string | null }[] = [];
 
 let thrown = 0;
 
 /** The app's own RPC filter for one class: its payload, not Nest's. */
 @Catch(RangeError)
 export class RangeFilter implements RpcExceptionFilter<RangeError> {
-  catch(exception: RangeError, _host: ArgumentsHost): Observable<never> {
+  catch(exception: RangeError): Observable<never> {
     return throwError(() => ({ from: 'range-filter', message: exception.message }));
   }
 }
@@ -151,6 +150,7 @@ export class MathController {
 
   /** The request id the handler runs under. */
   @MessagePattern('whoami')
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- a handler with Nest's parameter decorators, as apps write them
   whoami(@Payload() _data: unknown, @Ctx() _ctx: unknown) {
     return { requestId: getRequestContext()?.requestId ?? null };
   }
@@ -189,7 +189,10 @@ export class MathController {
 
   @MessagePattern('stream-fail')
   streamFail() {
-    return concat(of(1), throwError(() => new Error('stream broke')));
+    return concat(
+      of(1),
+      throwError(() => new Error('stream broke')),
+    );
   }
 
   @EventPattern('audit')
@@ -209,8 +212,16 @@ function telemetryImports(telemetry: TelemetryModuleOptions | undefined): Dynami
 }
 
 /** The microservice as `main.ts` starts it (`NestFactory.createMicroservice`), with or without the module. */
-export async function bootMicroservice(address: TransportAddress, telemetry?: TelemetryModuleOptions, logger: LoggerService | false = false): Promise<INestMicroservice> {
-  @Module({ imports: telemetryImports(telemetry), controllers: [MathController, AuditMirrorController, ScopedController], providers: [PerMessage] })
+export async function bootMicroservice(
+  address: TransportAddress,
+  telemetry?: TelemetryModuleOptions,
+  logger: LoggerService | false = false,
+): Promise<INestMicroservice> {
+  @Module({
+    imports: telemetryImports(telemetry),
+    controllers: [MathController, AuditMirrorController, ScopedController],
+    providers: [PerMessage],
+  })
   class ServiceModule {}
   const app = await NestFactory.createMicroservice(ServiceModule, { ...transportConfig(address), logger, abortOnError: false } as any);
   await app.listen();
@@ -219,7 +230,11 @@ export async function bootMicroservice(address: TransportAddress, telemetry?: Te
 
 /** A hybrid app: HTTP plus the microservice, `connectMicroservice(…, { inheritAppConfig: true })`. */
 export async function bootHybrid(address: TransportAddress, telemetry?: TelemetryModuleOptions): Promise<INestApplication> {
-  @Module({ imports: telemetryImports(telemetry), controllers: [MathController, AuditMirrorController, ScopedController], providers: [PerMessage] })
+  @Module({
+    imports: telemetryImports(telemetry),
+    controllers: [MathController, AuditMirrorController, ScopedController],
+    providers: [PerMessage],
+  })
   class HybridModule {}
   const app = await NestFactory.create(HybridModule, { logger: false, abortOnError: false });
   app.connectMicroservice(transportConfig(address), { inheritAppConfig: true });

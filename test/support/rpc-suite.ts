@@ -29,7 +29,9 @@ const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const VISITOR = '0193a5b2-7c4e-7d1f-9a2b-3c4d5e6f7a8b';
 
 /** Something to close at the end of a test, whatever happened. */
-type Closable = { close(): Promise<unknown> | unknown };
+interface Closable {
+  close(): Promise<unknown> | unknown;
+}
 
 /**
  * The microservices adapter against one transport: the same apps, booted as a
@@ -38,7 +40,7 @@ type Closable = { close(): Promise<unknown> | unknown };
  * data, events asserted as the loopback PostHog and Sentry receive them.
  * `address()` gives where the next server listens (a fresh TCP port, or the broker).
  */
-export function describeRpcTransports(transports: Array<[label: string, address: () => Promise<TransportAddress>]>): void {
+export function describeRpcTransports(transports: [label: string, address: () => Promise<TransportAddress>][]): void {
   // One loopback PostHog and Sentry for the file: the process has one Sentry client, set up by the first module.
   let capture: CaptureServer;
   let sentry: SentryServer;
@@ -57,7 +59,11 @@ export function describeRpcTransports(transports: Array<[label: string, address:
   for (const [label, address] of transports) describeTransport(label, address, () => ({ capture, sentry }));
 }
 
-function describeTransport(label: string, address: () => Promise<TransportAddress>, servers: () => { capture: CaptureServer; sentry: SentryServer }): void {
+function describeTransport(
+  label: string,
+  address: () => Promise<TransportAddress>,
+  servers: () => { capture: CaptureServer; sentry: SentryServer },
+): void {
   let capture: CaptureServer;
   let sentry: SentryServer;
   const open: Closable[] = [];
@@ -170,11 +176,16 @@ function describeTransport(label: string, address: () => Promise<TransportAddres
         const where = await address();
         keep(await bootMicroservice(where, withModule ? telemetry() : undefined, logger));
         const client = keep(plainClient(where));
-        for (const name of ['fail', 'rpcError', 'notFound', 'range', 'streamFail']) await got(client, CALLS[name].pattern, CALLS[name].data);
+        for (const name of ['fail', 'rpcError', 'notFound', 'range', 'streamFail'])
+          await got(client, CALLS[name].pattern, CALLS[name].data);
         await lastValueFrom(client.emit(EMITS.auditFail.pattern, EMITS.auditFail.data), { defaultValue: undefined });
         await pause(200);
         // The app's handlers number their errors (Sentry's Dedupe): the same line, a different number.
-        lines.push(logger.entries.filter((e) => e.context !== 'Telemetry' && /Error|Exception/.test(e.message + e.context)).map((e) => `${e.context}: ${e.message}`.replace(/\(\d+\)/g, '(n)')));
+        lines.push(
+          logger.entries
+            .filter((e) => e.context !== 'Telemetry' && /Error|Exception/.test(e.message + e.context))
+            .map((e) => `${e.context}: ${e.message}`.replace(/\(\d+\)/g, '(n)')),
+        );
         for (const app of open.splice(0).reverse()) await app.close();
       }
       expect(lines[0].length).toBeGreaterThan(0);
@@ -211,7 +222,12 @@ function describeTransport(label: string, address: () => Promise<TransportAddres
       const echoed = await got(client, 'echo', withOwnRequestId(where, client, requestId, CALLS.echo.data));
       expect(echoed).toEqual({ values: [{ data: CALLS.echo.data }] });
       await capture.waitFor(() => capture.forRequest(requestId).filter((e) => e.event === 'api_request').length === 2);
-      expect(capture.forRequest(requestId).map((e) => e.properties.endpoint).sort()).toEqual(['rpc:echo', 'rpc:whoami']);
+      expect(
+        capture
+          .forRequest(requestId)
+          .map((e) => e.properties.endpoint)
+          .sort(),
+      ).toEqual(['rpc:echo', 'rpc:whoami']);
     });
   });
 
@@ -225,9 +241,16 @@ function describeTransport(label: string, address: () => Promise<TransportAddres
       const answer = await ask(caller, { path: '/call/whoami', headers: { 'x-request-id': journey } });
       expect(JSON.parse(answer.body.toString())).toEqual({ values: [{ requestId: journey }] });
       await capture.waitFor(() => capture.forRequest(journey).filter((e) => e.event === 'api_request').length === 2);
-      expect(capture.forRequest(journey).map((e) => `${e.properties.method} ${e.properties.endpoint}`).sort()).toEqual(['GET /call/:name', 'RPC rpc:whoami']);
+      expect(
+        capture
+          .forRequest(journey)
+          .map((e) => `${e.properties.method} ${e.properties.endpoint}`)
+          .sort(),
+      ).toEqual(['GET /call/:name', 'RPC rpc:whoami']);
       // One trace: the handler's span is a child of the caller's.
-      const [http, rpc] = ['GET', 'RPC'].map((method) => capture.forRequest(journey).find((e) => e.properties.method === method)!.properties);
+      const [http, rpc] = ['GET', 'RPC'].map(
+        (method) => capture.forRequest(journey).find((e) => e.properties.method === method)!.properties,
+      );
       expect(rpc.trace_id).toMatch(/^[0-9a-f]{32}$/);
       expect(rpc.trace_id).toBe(http.trace_id);
       expect(rpc.parent_span_id).toBe(http.span_id);
@@ -235,7 +258,12 @@ function describeTransport(label: string, address: () => Promise<TransportAddres
       const emitted = fresh('journey');
       await ask(caller, { path: '/call/emit/audit', headers: { 'x-request-id': emitted } });
       await capture.waitFor(() => capture.forRequest(emitted).filter((e) => e.event === 'api_request').length === 2);
-      expect(capture.forRequest(emitted).map((e) => `${e.properties.method} ${e.properties.endpoint}`).sort()).toEqual(['EVENT rpc:audit', 'GET /call/emit/:name']);
+      expect(
+        capture
+          .forRequest(emitted)
+          .map((e) => `${e.properties.method} ${e.properties.endpoint}`)
+          .sort(),
+      ).toEqual(['EVENT rpc:audit', 'GET /call/emit/:name']);
       expect(seenEvents).toEqual([
         { pattern: 'audit', data: EMITS.audit.data, requestId: emitted },
         { pattern: 'audit (mirror)', data: EMITS.audit.data, requestId: emitted },
@@ -285,7 +313,16 @@ function describeTransport(label: string, address: () => Promise<TransportAddres
   describe(`${label}: HTTP callers answer the same with the module on the client side, the server side, or both`, () => {
     it('every combination gives the answers of the apps without the module', async () => {
       // Every call but the unknown pattern (compared above), which Redis callers only learn of by their timeout.
-      const asks = [...Object.keys(CALLS).filter((name) => name !== 'unknown').map((name) => `/call/${name}`), '/call/raw/fail', '/call/raw/rpcError', '/call/raw/notFound', '/call/raw/sum', '/call/emit/audit'];
+      const asks = [
+        ...Object.keys(CALLS)
+          .filter((name) => name !== 'unknown')
+          .map((name) => `/call/${name}`),
+        '/call/raw/fail',
+        '/call/raw/rpcError',
+        '/call/raw/notFound',
+        '/call/raw/sum',
+        '/call/emit/audit',
+      ];
       const results: Record<string, unknown[]> = {};
       for (const [client, server] of [
         [false, false],

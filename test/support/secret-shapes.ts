@@ -100,7 +100,11 @@ export const SECRET_SHAPES: SecretShape[] = [
   shape("'password': '…'", (s) => `config {'password': '${s}'}`, draw(ALNUM + '@-', 18)),
   // Issue 13: reached PostHog and Sentry
   shape('Slack xapp-', (s) => `socket mode refused ${s}`, `xapp-1-${draw(UPPER + DIGITS, 11)}-${draw(DIGITS, 13)}-${draw(HEX, 64)}`),
-  shape('Slack webhook URL', (s) => `POST https://hooks.slack.com/services/${s} failed: 404`, `T${draw(UPPER + DIGITS, 10)}/B${draw(UPPER + DIGITS, 10)}/${draw(ALNUM, 24)}`),
+  shape(
+    'Slack webhook URL',
+    (s) => `POST https://hooks.slack.com/services/${s} failed: 404`,
+    `T${draw(UPPER + DIGITS, 10)}/B${draw(UPPER + DIGITS, 10)}/${draw(ALNUM, 24)}`,
+  ),
   shape('GitHub github_pat_', (s) => `Bad credentials ${s}`, `github_pat_${draw(ALNUM, 22)}_${draw(ALNUM, 59)}`),
   shape('GitLab glpat-', (s) => `401 Unauthorized for ${s}`, `glpat-${draw(B64URL, 20)}`),
   shape('Google AIza', (s) => `API key not valid: ${s}`, `AIza${draw(B64URL, 35)}`),
@@ -108,7 +112,11 @@ export const SECRET_SHAPES: SecretShape[] = [
   shape('Stripe whsec_', (s) => `webhook signing secret whsec_${s} does not match`, draw(ALNUM, 32)),
   shape('AWS secret key (bare)', (s) => `credentials AKIA… / ${s} rejected`, draw(B64, 40)),
   shape('aws_secret_access_key=', (s) => `[default]\naws_secret_access_key=${s}\nregion=eu-west-1`, draw(B64, 40)),
-  shape('Azure AccountKey=', (s) => `DefaultEndpointsProtocol=https;AccountName=store1;AccountKey=${s};EndpointSuffix=core.windows.net`, `${draw(B64, 86)}==`),
+  shape(
+    'Azure AccountKey=',
+    (s) => `DefaultEndpointsProtocol=https;AccountName=store1;AccountKey=${s};EndpointSuffix=core.windows.net`,
+    `${draw(B64, 86)}==`,
+  ),
   shape('PEM RSA private key', (s) => `bad key -----BEGIN RSA PRIVATE KEY-----\n${s}\n-----END RSA PRIVATE KEY-----`, rsaBody),
   shape('OpenSSH private key', (s) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${s}\n-----END OPENSSH PRIVATE KEY-----`, opensshBody),
   shape('npm_ token', (s) => `npm ERR! 401 token ${s}`, `npm_${draw(ALNUM, 36)}`),
@@ -120,7 +128,11 @@ export const SECRET_SHAPES: SecretShape[] = [
   shape('Mailgun key-', (s) => `mailgun 401 with key-${s}`, draw(HEX, 32)),
   shape('Telegram bot token', (s) => `GET https://api.telegram.org/bot${s}/getMe 401`, `${draw(DIGITS, 10)}:AA${draw(B64URL, 33)}`),
   shape('DD_API_KEY=', (s) => `env DD_API_KEY=${s} rejected`, draw(HEX, 32)),
-  shape('GCP "private_key"', (s) => `{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\n${s}\\n-----END PRIVATE KEY-----\\n"}`, gcpKeyBody.replaceAll('\n', '\\n')),
+  shape(
+    'GCP "private_key"',
+    (s) => `{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\\n${s}\\n-----END PRIVATE KEY-----\\n"}`,
+    gcpKeyBody.replaceAll('\n', '\\n'),
+  ),
   shape('JSON "clientSecret"', (s) => `{"clientId":"app-1","clientSecret":"${s}"}`, draw(ALNUM, 30)),
   shape('JSON "accessToken"', (s) => `{"accessToken": "${s}", "expiresIn": 3600}`, draw(ALNUM + '._-', 36)),
   shape('card number (Visa)', (s) => `charge failed for card ${s}`, visa),

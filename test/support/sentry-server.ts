@@ -7,7 +7,7 @@ export interface SentryEnvelopeEvent {
   event_id: string;
   tags?: Record<string, string>;
   user?: { id?: string };
-  exception?: { values?: Array<{ type?: string; value?: string }> };
+  exception?: { values?: { type?: string; value?: string }[] };
   request?: Record<string, unknown>;
   [key: string]: unknown;
 }
@@ -80,6 +80,6 @@ export class SentryServer {
  * would decorate every later Fastify instance twice. Real apps init Sentry once.
  */
 export function sentryFor(server: SentryServer) {
-  const withoutFastify = (integrations: Array<{ name: string }>) => integrations.filter((i) => i.name !== 'Fastify');
+  const withoutFastify = (integrations: { name: string }[]) => integrations.filter((i) => i.name !== 'Fastify');
   return { dsn: server.dsn, init: { integrations: withoutFastify } };
 }

@@ -29,9 +29,7 @@ export async function createTestApp(
     providers: extra.providers ?? [],
   }).compile();
   const app =
-    adapter === 'fastify'
-      ? moduleRef.createNestApplication(new FastifyAdapter(), { logger })
-      : moduleRef.createNestApplication({ logger });
+    adapter === 'fastify' ? moduleRef.createNestApplication(new FastifyAdapter(), { logger }) : moduleRef.createNestApplication({ logger });
   if (extra.globalPrefix) app.setGlobalPrefix(extra.globalPrefix);
   await app.init();
   if (adapter === 'fastify') await (app.getHttpAdapter().getInstance() as { ready(): Promise<void> }).ready();

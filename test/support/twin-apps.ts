@@ -13,7 +13,7 @@ export type TelemetryPlacement = 'first' | 'last';
 
 export interface AppShape {
   /** The app's own modules and providers, as a user writes them in `AppModule`. */
-  imports?: Array<Type<unknown> | DynamicModule>;
+  imports?: (Type<unknown> | DynamicModule)[];
   controllers?: Type<unknown>[];
   providers?: ModuleMetadata['providers'];
   /** What `main.ts` does after `NestFactory.create`: `setGlobalPrefix`, `enableCors`, `useGlobalFilters`… */
@@ -69,14 +69,19 @@ export function ask(app: INestApplication, { method = 'GET', path, headers = {},
   const { port } = app.getHttpServer().address() as AddressInfo;
   return new Promise((resolve, reject) => {
     // A connection of its own: a kept-alive socket would carry one answer's state into the next request.
-    const req = httpRequest({ host: '127.0.0.1', port, method, path, agent: false, headers: { connection: 'close', ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      let aborted = false;
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('aborted', () => (aborted = true));
-      res.on('error', () => (aborted = true));
-      res.on('close', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), aborted: aborted || !res.complete }));
-    });
+    const req = httpRequest(
+      { host: '127.0.0.1', port, method, path, agent: false, headers: { connection: 'close', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let aborted = false;
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('aborted', () => (aborted = true));
+        res.on('error', () => (aborted = true));
+        res.on('close', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), aborted: aborted || !res.complete }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

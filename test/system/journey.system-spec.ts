@@ -29,7 +29,11 @@ interface JourneyEvent {
 }
 
 /** Runs a built script to its end (or, with `stopOn`, until its output says that) and collects its output. */
-function runScript(script: string, env: NodeJS.ProcessEnv, stopOn?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runScript(
+  script: string,
+  env: NodeJS.ProcessEnv,
+  stopOn?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
     const child = spawn(process.execPath, [script], { cwd: ROOT, env: { ...process.env, ...env } });
     let stdout = '';
@@ -76,7 +80,8 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     page.on('console', (message) => {
       if (message.type() !== 'error' && message.type() !== 'warning') return;
       // Chromium logs every 4xx/5xx answer; the demo's "Trouble" buttons ask for them on purpose.
-      if (url.startsWith(demoUrl) && /^Failed to load resource: the server responded with a status of [45]\d\d/.test(message.text())) return;
+      if (url.startsWith(demoUrl) && /^Failed to load resource: the server responded with a status of [45]\d\d/.test(message.text()))
+        return;
       consoleProblems.push(`${url}: ${message.type()}: ${message.text()}`);
     });
     page.on('pageerror', (error) => consoleProblems.push(`${url}: ${error.message}`));
@@ -93,18 +98,30 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     for (const file of ['dist/scripts/start.js', 'dist/apps/explorer/src/main.js', 'dist/apps/demo/src/main.js']) {
       if (!existsSync(join(ROOT, file))) throw new Error(`${file} is missing: run npm run build first (npm test does).`);
     }
-    if (!existsSync(CHROMIUM)) throw new Error(`No Chromium at ${CHROMIUM}: run scripts/ensure-chromium.sh (apt-get install chromium) or set CHROMIUM_PATH.`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`No Chromium at ${CHROMIUM}: run scripts/ensure-chromium.sh (apt-get install chromium) or set CHROMIUM_PATH.`);
     mkdirSync(SCREENSHOTS, { recursive: true });
     dataDir = mkdtempSync(join(tmpdir(), 'explorer-system-'));
     const [explorerPort, demoPort] = [await freePort(), await freePort()];
     launcher = spawn(process.execPath, ['dist/scripts/start.js'], {
       cwd: ROOT,
-      env: { ...process.env, NODE_ENV: 'development', EXPLORER_PORT: String(explorerPort), PORT: String(demoPort), EXPLORER_DB: join(dataDir, 'events.duckdb') },
+      env: {
+        ...process.env,
+        NODE_ENV: 'development',
+        EXPLORER_PORT: String(explorerPort),
+        PORT: String(demoPort),
+        EXPLORER_DB: join(dataDir, 'events.duckdb'),
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     launcher.stdout!.on('data', (chunk) => (output += chunk));
     launcher.stderr!.on('data', (chunk) => (output += chunk));
-    await waitUntil('the launcher to print its URLs', async () => output, (text) => /Journey explorer:\s+http/.test(text), 60_000);
+    await waitUntil(
+      'the launcher to print its URLs',
+      async () => output,
+      (text) => /Journey explorer:\s+http/.test(text),
+      60_000,
+    );
     explorerUrl = /Journey explorer:\s+(http:\/\/\S+?)\/?\s/.exec(output)![1];
     demoUrl = /Demo page \(click around\):\s+(http:\/\/\S+?)\/?\s/.exec(output)![1];
     browser = await chromium.launch({
@@ -186,7 +203,9 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     const events = await waitUntil(
       `the journey of ${requestId}`,
       () => journey(`request_id=${requestId}`),
-      (e) => ['button_click', 'chat_message_sent'].every((n) => e.some((x) => x.source === 'frontend' && x.event === n)) && e.some((x) => x.event === 'api_request'),
+      (e) =>
+        ['button_click', 'chat_message_sent'].every((n) => e.some((x) => x.source === 'frontend' && x.event === n)) &&
+        e.some((x) => x.event === 'api_request'),
       30_000,
     );
     const byName = (source: string, name: string) => events.find((e) => e.source === source && e.event === name)!;
@@ -205,7 +224,9 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     expect(times).toEqual([...times].sort((a, b) => a - b));
     expect(events[0]).toMatchObject({ source: 'frontend', event: 'button_click' });
     for (const backend of events.filter((e) => e.source === 'backend')) expect(Date.parse(backend.timestamp)).toBeGreaterThan(times[0]);
-    expect(Date.parse(byName('frontend', 'chat_message_sent').timestamp)).toBeGreaterThanOrEqual(Date.parse(byName('backend', 'chat_message_sent').timestamp));
+    expect(Date.parse(byName('frontend', 'chat_message_sent').timestamp)).toBeGreaterThanOrEqual(
+      Date.parse(byName('backend', 'chat_message_sent').timestamp),
+    );
     await page.screenshot({ path: join(SCREENSHOTS, 'demo-page.png') });
 
     // The explorer's page shows the same journey, frontend and backend together.
@@ -246,7 +267,12 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     // The explorer's "Generate traffic" button runs the demo's workload.
     const before = (await json('/api/summary')).requests;
     await explorer.click('#traffic:not([hidden])');
-    await waitUntil('traffic from the button', () => json('/api/summary'), (s) => s.requests >= before + 30, 30_000);
+    await waitUntil(
+      'traffic from the button',
+      () => json('/api/summary'),
+      (s) => s.requests >= before + 30,
+      30_000,
+    );
 
     // Nothing the pages or posthog-js did failed or complained in the console.
     expect(consoleProblems).toEqual([]);
@@ -321,7 +347,12 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     await input.pressSequentially('at', { delay: 50 });
     await input.press('Enter');
     await explorer.waitForFunction(() => location.hash.includes('q=chat'));
-    await waitUntil('the search to apply', async () => explorer.$$eval('#requests-table tbody tr td:nth-child(3)', (cells) => cells.map((c) => c.textContent)), (cells) => cells.length > 0 && cells.every((c) => c!.includes('/chat')), 10_000);
+    await waitUntil(
+      'the search to apply',
+      async () => explorer.$$eval('#requests-table tbody tr td:nth-child(3)', (cells) => cells.map((c) => c.textContent)),
+      (cells) => cells.length > 0 && cells.every((c) => c!.includes('/chat')),
+      10_000,
+    );
     expect(await input.inputValue()).toBe('chat');
 
     // A selected id stays selected while events arrive (the page waits until the selection is gone).
@@ -336,7 +367,12 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     expect(selected.length).toBeGreaterThan(5);
     const summary = (await explorer.textContent('#summary'))!;
     await fetch(`${demoUrl}/demo/traffic`, { method: 'POST' }).then((r) => expect(r.status).toBe(202));
-    await waitUntil('new events in the explorer', () => json('/api/summary'), (s: any) => !summary.startsWith(`${s.events} events`), 30_000);
+    await waitUntil(
+      'new events in the explorer',
+      () => json('/api/summary'),
+      (s: any) => !summary.startsWith(`${s.events} events`),
+      30_000,
+    );
     await explorer.waitForTimeout(1500);
     expect(await explorer.evaluate(() => document.getSelection()!.toString())).toBe(selected);
     expect(await explorer.textContent('#summary')).toBe(summary);
@@ -360,13 +396,18 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
   });
 
   it('dark mode from prefers-color-scheme, and every page fits a 390 px phone', async () => {
-    const phone = await browser.newContext({ userAgent: USER_AGENT, viewport: { width: 390, height: 844 }, colorScheme: 'dark', deviceScaleFactor: 2 });
+    const phone = await browser.newContext({
+      userAgent: USER_AGENT,
+      viewport: { width: 390, height: 844 },
+      colorScheme: 'dark',
+      deviceScaleFactor: 2,
+    });
     try {
       const page = await phone.newPage();
       page.on('pageerror', (error) => consoleProblems.push(`phone: ${error.message}`));
       const [latest] = (await json('/api/requests?limit=1')).requests;
       const issues = await json('/api/issues');
-      const pages: Array<[string, string]> = [
+      const pages: [string, string][] = [
         ['requests', '#requests-table tbody tr'],
         [`journey?distinct_id=${encodeURIComponent(latest.distinct_id)}`, '#timeline li.group'],
         ['issues', '#issues-server tr[data-issue]'],
@@ -399,7 +440,12 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     });
     try {
       const base = `http://127.0.0.1:${port}`;
-      await waitUntil('the empty explorer', () => fetch(`${base}/api/summary`).then((r) => r.json()), (s: any) => s.events === 0, 30_000);
+      await waitUntil(
+        'the empty explorer',
+        () => fetch(`${base}/api/summary`).then((r) => r.json()),
+        (s: any) => s.events === 0,
+        30_000,
+      );
       const page = await openPage(`${base}/`);
       await page.waitForSelector('#empty-state');
       const text = (await page.textContent('#empty-state'))!;
@@ -421,7 +467,12 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     const result = await runScript('dist/scripts/demo-traffic.js', { DEMO_URL: demoUrl, POSTHOG_HOST: explorerUrl, DEMO_USERS: '3' });
     expect(result.code).toBe(0);
     expect(result.stdout + result.stderr).toMatch(/Demo traffic: \d+ API calls by 3 people, \d+ frontend events\./);
-    const after = await waitUntil('the new traffic', () => json('/api/summary'), (s) => s.requests >= before.requests + 15, 30_000);
+    const after = await waitUntil(
+      'the new traffic',
+      () => json('/api/summary'),
+      (s) => s.requests >= before.requests + 15,
+      30_000,
+    );
     expect(after.frontend_events).toBeGreaterThan(before.frontend_events);
   });
 

@@ -67,12 +67,21 @@ async function launch(ports?: [number, number]): Promise<Run> {
   let output = '';
   const launcher = spawn(process.execPath, ['dist/scripts/start.js'], {
     cwd: ROOT,
-    env: { ...process.env, NODE_ENV: 'development', EXPLORER_PORT: String(explorerPort), PORT: String(demoPort), EXPLORER_DB: join(dir, 'events.duckdb'), DEMO_TRAFFIC: '0' },
+    env: {
+      ...process.env,
+      NODE_ENV: 'development',
+      EXPLORER_PORT: String(explorerPort),
+      PORT: String(demoPort),
+      EXPLORER_DB: join(dir, 'events.duckdb'),
+      DEMO_TRAFFIC: '0',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   launcher.stdout!.on('data', (chunk) => (output += chunk));
   launcher.stderr!.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) => launcher.once('exit', (code, signal) => done({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((done) =>
+    launcher.once('exit', (code, signal) => done({ code, signal })),
+  );
   return { launcher, output: () => output, exited, ports: [explorerPort, demoPort], dir };
 }
 
@@ -86,20 +95,23 @@ describe('npm start: the launcher leaves no app behind', () => {
     }
   });
 
-  it.each(['SIGHUP', 'SIGTERM', 'SIGKILL'] as const)('%s to the launcher stops the explorer and the demo and frees both ports', async (signal) => {
-    const run = await launch();
-    runs.push(run);
-    await eventually('the launcher to print its URLs', () => /Journey explorer:\s+http/.test(run.output()), 60_000);
-    const apps = childrenOf(run.launcher.pid!);
-    expect(apps).toHaveLength(2);
-    expect(await portFree(run.ports[0])).toBe(false);
-    expect(await portFree(run.ports[1])).toBe(false);
+  it.each(['SIGHUP', 'SIGTERM', 'SIGKILL'] as const)(
+    '%s to the launcher stops the explorer and the demo and frees both ports',
+    async (signal) => {
+      const run = await launch();
+      runs.push(run);
+      await eventually('the launcher to print its URLs', () => /Journey explorer:\s+http/.test(run.output()), 60_000);
+      const apps = childrenOf(run.launcher.pid!);
+      expect(apps).toHaveLength(2);
+      expect(await portFree(run.ports[0])).toBe(false);
+      expect(await portFree(run.ports[1])).toBe(false);
 
-    run.launcher.kill(signal);
-    await run.exited;
-    await eventually('both apps to stop', () => apps.every((pid) => !alive(pid)));
-    await eventually('both ports to be free', async () => (await portFree(run.ports[0])) && (await portFree(run.ports[1])));
-  });
+      run.launcher.kill(signal);
+      await run.exited;
+      await eventually('both apps to stop', () => apps.every((pid) => !alive(pid)));
+      await eventually('both ports to be free', async () => (await portFree(run.ports[0])) && (await portFree(run.ports[1])));
+    },
+  );
 
   it('a port in use gets one clear line naming it and the likely earlier run', async () => {
     // Another program on the port: it hangs up on whoever connects.

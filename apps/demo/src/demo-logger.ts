@@ -13,7 +13,11 @@ export class DemoLogger extends ConsoleLogger {
     const context = rest[rest.length - 1];
     if (this.stacks || context !== 'ExceptionsHandler') return super.error(message, ...(rest as [string?]));
     const text =
-      message instanceof Error ? `${message.name}: ${message.message}` : typeof message === 'string' ? message.split('\n')[0] : String(message);
+      message instanceof Error
+        ? `${message.name}: ${message.message}`
+        : typeof message === 'string'
+          ? message.split('\n')[0]
+          : String(message);
     super.warn(`${text.slice(0, 160)} (a demo error, thrown on purpose: see the explorer's Issues page)`, 'ExpectedError');
   }
 }

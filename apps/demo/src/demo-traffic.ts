@@ -19,7 +19,7 @@ export interface DemoTrafficResult {
   requests: number;
   frontendEvents: number;
   /** Who took part: their final distinct ids and sessions. */
-  users: Array<{ distinctId: string; sessionId: string }>;
+  users: { distinctId: string; sessionId: string }[];
 }
 
 interface FrontendEvent {
@@ -65,7 +65,13 @@ class SimulatedBrowser {
   }
 
   /** A click that calls the API: the click event, the call with its request id, then the outcome event with the id the API returned. */
-  async click(button: string, method: string, path: string, outcome: string, body?: unknown): Promise<{ status: number; json: any }> {
+  async click(
+    button: string,
+    method: string,
+    path: string,
+    outcome: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: { user_id?: string } | undefined }> {
     const requestId = randomUUID();
     this.capture('button_click', { button_name: button, request_id: requestId });
     const started = Date.now();
@@ -81,7 +87,7 @@ class SimulatedBrowser {
       },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    const json = await response.json().catch(() => undefined);
+    const json = (await response.json().catch(() => undefined)) as { user_id?: string } | undefined;
     this.capture(response.ok ? outcome : 'api_call_failed', {
       request_id: response.headers.get('x-request-id') ?? requestId,
       status: response.status,

@@ -53,7 +53,8 @@ export class DemoController {
   @Post('auth/signup')
   @HttpCode(201)
   signup(@Body() body: { email?: unknown }) {
-    if (typeof body?.email !== 'string' || !/^[^@\s]{1,64}@[^@\s]{1,190}$/.test(body.email)) throw new BadRequestException('a valid email is required');
+    if (typeof body?.email !== 'string' || !/^[^@\s]{1,64}@[^@\s]{1,190}$/.test(body.email))
+      throw new BadRequestException('a valid email is required');
     return { user_id: `user_${randomUUID().slice(0, 8)}` };
   }
 
@@ -121,7 +122,9 @@ export class DemoController {
   @Get('errors/application')
   applicationError() {
     const order: { total?: { amount: number } } = {};
-    return order.total!.amount;
+    // A bug on purpose: reading a field of the missing total throws a TypeError.
+    const total = order.total as { amount: number };
+    return total.amount;
   }
 
   @Get('errors/not-an-error')

@@ -60,9 +60,12 @@ export class FrontendController {
   traffic(@Req() request: { socket: { localPort?: number } }) {
     const { posthogHost, posthogKey } = pageConfig();
     const apiUrl = `http://127.0.0.1:${request.socket.localPort}`;
-    runDemoTraffic({ apiUrl, posthogHost: posthogHost ?? undefined, posthogKey: posthogKey ?? undefined, log: (line) => this.logger.log(line) }).catch(
-      (error: Error) => this.logger.warn(`Demo traffic failed: ${error.message}`),
-    );
+    runDemoTraffic({
+      apiUrl,
+      posthogHost: posthogHost ?? undefined,
+      posthogKey: posthogKey ?? undefined,
+      log: (line) => this.logger.log(line),
+    }).catch((error: Error) => this.logger.warn(`Demo traffic failed: ${error.message}`));
     return { started: true };
   }
 }

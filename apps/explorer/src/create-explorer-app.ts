@@ -20,7 +20,11 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
  * EXPLORER_ALLOWED_HOSTS entry (a name, or a name:port), on the port the request arrived at.
  * A DNS-rebinding page sends its own host name, and is refused.
  */
-export function hostAllowed(hostHeader: string | undefined, localPort: number | undefined, settings: Pick<ExplorerSettings, 'host' | 'allowedHosts'>): boolean {
+export function hostAllowed(
+  hostHeader: string | undefined,
+  localPort: number | undefined,
+  settings: Pick<ExplorerSettings, 'host' | 'allowedHosts'>,
+): boolean {
   const allowed = settings.allowedHosts ?? [];
   if (allowed.includes('*')) return true;
   const host = hostHeader?.trim().toLowerCase();
@@ -31,7 +35,11 @@ export function hostAllowed(hostHeader: string | undefined, localPort: number | 
   const [, name, port] = match;
   if ((port === undefined ? 80 : Number(port)) !== localPort) return false;
   const bound = settings.host.toLowerCase();
-  const names = [...LOOPBACK_NAMES, bound.includes(':') && !bound.startsWith('[') ? `[${bound}]` : bound, ...allowed.filter((h) => !/:\d+$/.test(h) || h.endsWith(']'))];
+  const names = [
+    ...LOOPBACK_NAMES,
+    bound.includes(':') && !bound.startsWith('[') ? `[${bound}]` : bound,
+    ...allowed.filter((h) => !/:\d+$/.test(h) || h.endsWith(']')),
+  ];
   return names.includes(name);
 }
 
@@ -53,12 +61,14 @@ export function nonSimpleRequest(headers: IncomingMessage['headers']): boolean {
  */
 function guard(settings: ExplorerSettings) {
   const refuse = (res: ServerResponse, message: string) => {
-    res.writeHead(403, { 'Content-Type': 'application/json; charset=utf-8' }).end(JSON.stringify({ statusCode: 403, error: 'Forbidden', message }));
+    res
+      .writeHead(403, { 'Content-Type': 'application/json; charset=utf-8' })
+      .end(JSON.stringify({ statusCode: 403, error: 'Forbidden', message }));
   };
   return (req: IncomingMessage, res: ServerResponse, next: () => void) => {
     if (isIngestionPath(req.url ?? '')) return next();
     if (!hostAllowed(req.headers.host, req.socket.localPort, settings)) {
-      return refuse(res, 'This Host is not the explorer\'s address (DNS rebinding?). Add it to EXPLORER_ALLOWED_HOSTS if you meant it.');
+      return refuse(res, "This Host is not the explorer's address (DNS rebinding?). Add it to EXPLORER_ALLOWED_HOSTS if you meant it.");
     }
     if (!SAFE_METHODS.has(req.method ?? 'GET') && !nonSimpleRequest(req.headers)) {
       return refuse(res, 'A state-changing request must send Content-Type: application/json or an X-Requested-With header.');

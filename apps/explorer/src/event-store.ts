@@ -32,7 +32,10 @@ export const floodShareOf = (maxEvents: number) => Math.max(1000, Math.floor(max
 
 /** The time an event is stored at: its own, unless outside TIMESTAMP_WINDOW around `receivedMs`. */
 export function storedTimestamp(timestampMs: number, receivedMs: number): { ms: number; clamped: boolean } {
-  const ok = Number.isFinite(timestampMs) && timestampMs >= receivedMs - TIMESTAMP_WINDOW.pastMs && timestampMs <= receivedMs + TIMESTAMP_WINDOW.futureMs;
+  const ok =
+    Number.isFinite(timestampMs) &&
+    timestampMs >= receivedMs - TIMESTAMP_WINDOW.pastMs &&
+    timestampMs <= receivedMs + TIMESTAMP_WINDOW.futureMs;
   return ok ? { ms: Math.round(timestampMs), clamped: false } : { ms: receivedMs, clamped: true };
 }
 
@@ -79,7 +82,7 @@ const num = (value: unknown): number | null => {
  * the largest slots are lowered to one common level (never below `share`), so a
  * flood loses its own events first and two floods lose alike.
  */
-export function floodCuts(slots: Array<{ slot: number; n: number }>, share: number, excess: number): Array<{ slot: number; cut: number }> {
+export function floodCuts(slots: { slot: number; n: number }[], share: number, excess: number): { slot: number; cut: number }[] {
   const over = slots.filter((s) => s.n > share);
   if (excess <= 0 || over.length === 0) return [];
   const above = (level: number) => over.reduce((sum, s) => sum + Math.max(0, s.n - level), 0);
@@ -96,7 +99,7 @@ export function floodCuts(slots: Array<{ slot: number; n: number }>, share: numb
     level = lo;
   }
   let extra = Math.max(0, above(level) - excess);
-  const cuts: Array<{ slot: number; cut: number }> = [];
+  const cuts: { slot: number; cut: number }[] = [];
   for (const s of over) {
     let cut = Math.max(0, s.n - level);
     const spare = Math.min(extra, cut);
@@ -341,5 +344,4 @@ export class EventStore {
     this.chain = run.catch(() => undefined);
     return run;
   }
-
 }

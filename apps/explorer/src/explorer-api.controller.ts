@@ -1,4 +1,16 @@
-import { BeforeApplicationShutdown, Controller, Get, HttpCode, HttpException, Inject, NotFoundException, Param, Post, Query, Sse } from '@nestjs/common';
+import {
+  BeforeApplicationShutdown,
+  Controller,
+  Get,
+  HttpCode,
+  HttpException,
+  Inject,
+  NotFoundException,
+  Param,
+  Post,
+  Query,
+  Sse,
+} from '@nestjs/common';
 import { EventStore } from './event-store.js';
 import { EXPLORER_SETTINGS } from './explorer.constants.js';
 import { parseFilter, parseJourneyKey, parseLimit } from './explorer-filters.js';
@@ -104,11 +116,12 @@ export class ExplorerApiController implements BeforeApplicationShutdown {
   @HttpCode(202)
   async demoTraffic() {
     if (!this.settings.demoUrl) throw new NotFoundException('No demo is connected (EXPLORER_DEMO_URL is not set).');
-    const response = await fetch(new URL('/demo/traffic', this.settings.demoUrl), { method: 'POST', signal: AbortSignal.timeout(5000) }).catch(
-      (error: Error) => {
-        throw new HttpException(`The demo at ${this.settings.demoUrl} did not answer: ${error.message}`, 502);
-      },
-    );
+    const response = await fetch(new URL('/demo/traffic', this.settings.demoUrl), {
+      method: 'POST',
+      signal: AbortSignal.timeout(5000),
+    }).catch((error: Error) => {
+      throw new HttpException(`The demo at ${this.settings.demoUrl} did not answer: ${error.message}`, 502);
+    });
     if (!response.ok) throw new HttpException(`The demo answered ${response.status}.`, 502);
     return response.json();
   }

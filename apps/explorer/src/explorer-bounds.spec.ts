@@ -52,7 +52,10 @@ describe('every answer is bounded', () => {
     store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 1_000_000 });
     queries = new ExplorerQueries(store);
     // Events that arrived five years apart (a backfill): each within its own window, years apart in all.
-    await store.insert([ev('api_request', now - 5 * 365 * DAY, { endpoint: '/old', status_code: 200, response_time_ms: 1 })], now - 5 * 365 * DAY);
+    await store.insert(
+      [ev('api_request', now - 5 * 365 * DAY, { endpoint: '/old', status_code: 200, response_time_ms: 1 })],
+      now - 5 * 365 * DAY,
+    );
     await store.insert([ev('api_error', now - 5 * 365 * DAY, { endpoint: '/old', error_type: 'old' })], now - 5 * 365 * DAY);
     const many: IngestedEvent[] = [];
     for (let i = 0; i < 1000; i += 1) {
@@ -106,7 +109,20 @@ describe('filters out of range are the caller’s mistake', () => {
 
 describe('eviction past maxEvents is fair to the events a flood did not send', () => {
   it('takes the excess from the arrival minutes over their share first, lowering the largest to one level', () => {
-    expect(floodCuts([{ slot: 1, n: 90 }, { slot: 2, n: 50 }, { slot: 3, n: 5 }], 10, 50)).toEqual([{ slot: 1, cut: 45 }, { slot: 2, cut: 5 }]);
+    expect(
+      floodCuts(
+        [
+          { slot: 1, n: 90 },
+          { slot: 2, n: 50 },
+          { slot: 3, n: 5 },
+        ],
+        10,
+        50,
+      ),
+    ).toEqual([
+      { slot: 1, cut: 45 },
+      { slot: 2, cut: 5 },
+    ]);
     // More excess than the floods hold above their share: they go down to the share, the rest comes from the oldest.
     expect(floodCuts([{ slot: 1, n: 30 }], 10, 50)).toEqual([{ slot: 1, cut: 20 }]);
     expect(floodCuts([{ slot: 1, n: 9 }], 10, 50)).toEqual([]);
@@ -116,10 +132,16 @@ describe('eviction past maxEvents is fair to the events a flood did not send', (
     const store = await EventStore.open(':memory:', { retentionDays: 0, maxEvents: 20_000 });
     const t = Date.now() - 10 * 60_000;
     for (let minute = 0; minute < 5; minute += 1) {
-      await store.insert(Array.from({ length: 200 }, (_, i) => ev('real', t, { i }, `real-${minute}`)), t + minute * 60_000);
+      await store.insert(
+        Array.from({ length: 200 }, (_, i) => ev('real', t, { i }, `real-${minute}`)),
+        t + minute * 60_000,
+      );
     }
     for (let flood = 0; flood < 3; flood += 1) {
-      await store.insert(Array.from({ length: 9000 }, (_, i) => ev('flood', t, { i }, `flood-${flood}`)), t + (6 + flood) * 60_000);
+      await store.insert(
+        Array.from({ length: 9000 }, (_, i) => ev('flood', t, { i }, `flood-${flood}`)),
+        t + (6 + flood) * 60_000,
+      );
     }
     await store.prune();
     const [{ real, total }] = await store.query<{ real: number; total: number }>(
@@ -135,7 +157,13 @@ describe('eviction past maxEvents is fair to the events a flood did not send', (
     const t = Date.now() - 60 * 60_000;
     for (let i = 0; i < 8; i += 1) await store.insert([ev(`e${i}`, t)], t + i * 60_000);
     expect(await store.prune()).toBe(3);
-    expect((await store.query<{ event: string }>('SELECT event FROM events ORDER BY seq')).map((r) => r.event)).toEqual(['e3', 'e4', 'e5', 'e6', 'e7']);
+    expect((await store.query<{ event: string }>('SELECT event FROM events ORDER BY seq')).map((r) => r.event)).toEqual([
+      'e3',
+      'e4',
+      'e5',
+      'e6',
+      'e7',
+    ]);
     await store.close();
   });
 });

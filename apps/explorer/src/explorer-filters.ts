@@ -39,7 +39,8 @@ export function parseFilter(query: Record<string, unknown>, now = Date.now()): E
   const to = time('to', one(query.to));
   if (from !== undefined && to !== undefined && from > to) throw new BadRequestException('from must not be after to.');
   const status = one(query.status);
-  if (status !== undefined && !/^([1-5]xx|\d{3})$/i.test(status)) throw new BadRequestException('status must be a code (503) or a class (5xx).');
+  if (status !== undefined && !/^([1-5]xx|\d{3})$/i.test(status))
+    throw new BadRequestException('status must be a code (503) or a class (5xx).');
   return {
     user: one(query.user) ?? one(query.distinct_id),
     endpoint: one(query.endpoint),
@@ -56,10 +57,12 @@ export function parseJourneyKey(query: Record<string, unknown>): JourneyKey {
   const distinctId = one(query.distinct_id) ?? one(query.user);
   const sessionId = one(query.session_id);
   const given = [requestId, distinctId, sessionId].filter((v) => v !== undefined).length;
-  if (given !== 1) throw new BadRequestException('Give exactly one of request_id, distinct_id or session_id.');
-  if (requestId !== undefined) return { request_id: requestId };
-  if (sessionId !== undefined) return { session_id: sessionId };
-  return { distinct_id: distinctId! };
+  if (given === 1) {
+    if (requestId !== undefined) return { request_id: requestId };
+    if (sessionId !== undefined) return { session_id: sessionId };
+    if (distinctId !== undefined) return { distinct_id: distinctId };
+  }
+  throw new BadRequestException('Give exactly one of request_id, distinct_id or session_id.');
 }
 
 export function parseLimit(value: unknown): number | undefined {

@@ -28,7 +28,13 @@ const T0 = Date.parse('2026-11-23T10:00:00.000Z');
 let counter = 0;
 function ev(event: string, distinctId: string, ts: number, properties: Record<string, unknown>): IngestedEvent {
   counter += 1;
-  return { uuid: `00000000-0000-4000-8000-${String(counter).padStart(12, '0')}`, event, distinct_id: distinctId, timestampMs: ts, properties };
+  return {
+    uuid: `00000000-0000-4000-8000-${String(counter).padStart(12, '0')}`,
+    event,
+    distinct_id: distinctId,
+    timestampMs: ts,
+    properties,
+  };
 }
 
 const ENDPOINTS = [
@@ -72,8 +78,18 @@ function dataSet() {
     requests.push(request);
     const common = { request_id: request.requestId, endpoint: request.endpoint, method: request.method, $session_id: `session_${i % 7}` };
     events.push(ev('api_request', request.user, request.ts, { ...common, status_code: request.status, response_time_ms: latency }));
-    if (latency > SLOW_MS) events.push(ev('slow_request', request.user, request.ts, { ...common, duration_ms: latency, threshold_ms: SLOW_MS }));
-    if (failed) events.push(ev('api_error', request.user, request.ts, { ...common, status_code: request.status, error_type: request.errorType, error_message: `failed ${i}`, traceback: `Error: failed ${i}\n    at handler` }));
+    if (latency > SLOW_MS)
+      events.push(ev('slow_request', request.user, request.ts, { ...common, duration_ms: latency, threshold_ms: SLOW_MS }));
+    if (failed)
+      events.push(
+        ev('api_error', request.user, request.ts, {
+          ...common,
+          status_code: request.status,
+          error_type: request.errorType,
+          error_message: `failed ${i}`,
+          traceback: `Error: failed ${i}\n    at handler`,
+        }),
+      );
   }
   events.sort(() => next() - 0.5);
   return { requests, events };
@@ -98,7 +114,11 @@ describe('ExplorerQueries', () => {
       for (const row of endpoints) {
         const latencies = requests.filter((r) => r.endpoint === row.endpoint && r.method === row.method).map((r) => r.latency);
         expect(row.requests).toBe(latencies.length);
-        for (const [key, p] of [['p50_ms', 0.5], ['p95_ms', 0.95], ['p99_ms', 0.99]] as const) {
+        for (const [key, p] of [
+          ['p50_ms', 0.5],
+          ['p95_ms', 0.95],
+          ['p99_ms', 0.99],
+        ] as const) {
           expect(Math.abs(row[key]! - percentile(latencies, p))).toBeLessThan(0.006);
         }
         expect(row.max_ms).toBe(Math.max(...latencies));
@@ -176,7 +196,9 @@ describe('ExplorerQueries', () => {
       const result = await queries.errors({});
       expect(result.latest?.timestamp).toBe(new Date(failed[0].ts).toISOString());
       expect(result.latest?.traceback).toMatch(/^Error: failed \d+\n {4}at handler$/);
-      expect(result.recent.map((r) => Date.parse(r.timestamp))).toEqual([...result.recent.map((r) => Date.parse(r.timestamp))].sort((a, b) => b - a));
+      expect(result.recent.map((r) => Date.parse(r.timestamp))).toEqual(
+        [...result.recent.map((r) => Date.parse(r.timestamp))].sort((a, b) => b - a),
+      );
     });
 
     it('filters by error type and status class', async () => {
@@ -196,7 +218,12 @@ describe('ExplorerQueries', () => {
       expect(times).toEqual([...times].sort((a, b) => b - a));
       for (const row of rows) {
         const source = requests.find((r) => r.requestId === row.request_id)!;
-        expect(row).toMatchObject({ status_code: source.status, response_time_ms: source.latency, slow: source.latency > SLOW_MS, error_type: source.errorType ?? null });
+        expect(row).toMatchObject({
+          status_code: source.status,
+          response_time_ms: source.latency,
+          slow: source.latency > SLOW_MS,
+          error_type: source.errorType ?? null,
+        });
       }
     });
 
@@ -227,7 +254,13 @@ describe('ExplorerQueries.journey', () => {
     const web = (props: Record<string, unknown>) => ({ $lib: 'web', $session_id: 's1', ...props });
     // Stored out of order, in three batches, as two clients would deliver them.
     await store.insert([
-      ev('api_request', 'anon', at(120), { request_id: 'r1', $session_id: 's1', endpoint: '/chat', status_code: 200, response_time_ms: 100 }),
+      ev('api_request', 'anon', at(120), {
+        request_id: 'r1',
+        $session_id: 's1',
+        endpoint: '/chat',
+        status_code: 200,
+        response_time_ms: 100,
+      }),
       ev('chat_message_sent', 'anon', at(60), { request_id: 'r1', $session_id: 's1' }),
     ]);
     await store.insert([
@@ -249,7 +282,12 @@ describe('ExplorerQueries.journey', () => {
   it('by request id: frontend and backend events of that request, in time order', async () => {
     const { events, truncated } = await queries.journey({ request_id: 'r1' });
     expect(truncated).toBe(false);
-    expect(names(events)).toEqual(['frontend:button_click', 'backend:chat_message_sent', 'backend:api_request', 'frontend:chat_message_sent']);
+    expect(names(events)).toEqual([
+      'frontend:button_click',
+      'backend:chat_message_sent',
+      'backend:api_request',
+      'frontend:chat_message_sent',
+    ]);
     expect(events[0]).toMatchObject({ distinct_id: 'anon', timestamp: new Date(at(0)).toISOString() });
     expect(events[0].properties).toMatchObject({ button_name: 'Send', request_id: 'r1' });
   });
@@ -288,14 +326,23 @@ describe('ExplorerQueries.journey', () => {
       ev('$identify', 'user_10', at(50), { $anon_distinct_id: 'user_9' }),
     ]);
     const events = (await new ExplorerQueries(linked).journey({ distinct_id: 'user_9' })).events;
-    expect(events.map((e) => `${e.distinct_id}:${e.event}`)).toEqual(['browser-1:signup_started', 'browser-1:api_request', 'user_9:$identify', 'user_9:chat_started']);
+    expect(events.map((e) => `${e.distinct_id}:${e.event}`)).toEqual([
+      'browser-1:signup_started',
+      'browser-1:api_request',
+      'user_9:$identify',
+      'user_9:chat_started',
+    ]);
     await linked.close();
   });
 
   it('leaves out properties over 64 KiB, saying how large they were', async () => {
     await store.insert([ev('huge', 'anon', at(20_000), { request_id: 'r-huge', $session_id: 's3', blob: 'x'.repeat(70_000) })]);
     const [event] = (await queries.journey({ request_id: 'r-huge' })).events;
-    expect(event.properties).toEqual({ request_id: 'r-huge', $session_id: 's3', $explorer_note: expect.stringMatching(/^properties of 7\d{4} bytes not shown$/) });
+    expect(event.properties).toEqual({
+      request_id: 'r-huge',
+      $session_id: 's3',
+      $explorer_note: expect.stringMatching(/^properties of 7\d{4} bytes not shown$/),
+    });
   });
 
   it('answers an unknown id with no events', async () => {
@@ -332,7 +379,10 @@ describe('EventStore', () => {
     await store.insert([ev('arrived_8_days_ago', 'd', Date.now(), {})], old(8));
     // By arrival, not by the client's clock: a far-future timestamp does not keep an event forever.
     await store.insert([ev('future_clock', 'd', Date.now() + 365 * 86_400_000, {})], old(2));
-    await store.insert(Array.from({ length: 6 }, (_, i) => ev(`recent_${i}`, 'd', old(30) + i, {})), old(1));
+    await store.insert(
+      Array.from({ length: 6 }, (_, i) => ev(`recent_${i}`, 'd', old(30) + i, {})),
+      old(1),
+    );
     expect(await store.prune()).toBe(3);
     const left = await store.query<{ event: string }>('SELECT event FROM events ORDER BY seq');
     expect(left.map((r) => r.event)).toEqual(['recent_1', 'recent_2', 'recent_3', 'recent_4', 'recent_5']);

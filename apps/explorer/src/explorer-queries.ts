@@ -1,5 +1,6 @@
 import { listValue, type DuckDBValue } from '@duckdb/node-api';
 import type { EventStore } from './event-store.js';
+import { withoutFields } from './without-fields.js';
 
 /** The filters every page shares. Times are epoch milliseconds. */
 export interface EventFilter {
@@ -27,6 +28,41 @@ export interface JourneyEvent {
   properties: Record<string, unknown>;
 }
 
+/** One `api_request` row with whether it was slow and its error type (the Requests pages). */
+export interface RequestRow {
+  ts_ms: number;
+  method: string | null;
+  endpoint: string | null;
+  status_code: number | null;
+  latency_ms: number | null;
+  distinct_id: string;
+  request_id: string | null;
+  session_id: string | null;
+  slow: boolean;
+  error_type: string | null;
+}
+
+interface JourneyRow {
+  uuid: string;
+  event: string;
+  ts_ms: number;
+  distinct_id: string;
+  source: JourneyEvent['source'];
+  request_id: string | null;
+  session_id: string | null;
+  seq: number;
+  properties_bytes: number;
+  properties: string | null;
+}
+
+/** Latency percentiles of `api_request`, per endpoint or per bucket of time. */
+interface LatencyRow {
+  requests: number;
+  p50: number | null;
+  p95: number | null;
+  p99: number | null;
+}
+
 const MAX_LIMIT = 1000;
 /**
  * Properties as stored, unless an event's are over 64 KiB: then NULL, and their size.
@@ -48,10 +84,15 @@ const MAX_SERIES = 10;
 const JOURNEY_PROPERTIES_BUDGET = 2 * 1024 * 1024;
 /** Longest message of an error in the `recent` list. */
 const MAX_MESSAGE = 2_000;
-const clip = (value: unknown) => (typeof value === 'string' && value.length > MAX_MESSAGE ? `${value.slice(0, MAX_MESSAGE)}…` : (value ?? null));
+const clip = (value: unknown) =>
+  typeof value === 'string' && value.length > MAX_MESSAGE ? `${value.slice(0, MAX_MESSAGE)}…` : (value ?? null);
 
 const iso = (ms: number) => new Date(ms).toISOString();
-const round = (n: number | null) => (n === null || n === undefined ? null : Math.round(n * 100) / 100);
+function round(n: number): number;
+function round(n: number | null): number | null;
+function round(n: number | null): number | null {
+  return n === null || n === undefined ? null : Math.round(n * 100) / 100;
+}
 
 /** Every bucket start from the first to the last of `starts` (sorted), empty ones included. */
 function bucketRange(starts: number[], bucketMs: number): number[] {
@@ -85,7 +126,10 @@ function filtered(event: string, filter: EventFilter): Where {
   // api_error carries the type; other events match through their request's api_error.
   if (filter.errorType) {
     where.add(
-      (p) => (event === 'api_error' ? `error_type = ${p}` : `request_id IN (SELECT request_id FROM events WHERE event = 'api_error' AND error_type = ${p})`),
+      (p) =>
+        event === 'api_error'
+          ? `error_type = ${p}`
+          : `request_id IN (SELECT request_id FROM events WHERE event = 'api_error' AND error_type = ${p})`,
       filter.errorType,
     );
   }
@@ -102,7 +146,7 @@ function filtered(event: string, filter: EventFilter): Where {
 }
 
 const limitOf = (limit: number | undefined, fallback: number) =>
-  Math.min(Math.max(Math.floor(Number.isFinite(limit) ? limit! : fallback), 1), MAX_LIMIT);
+  Math.min(Math.max(Math.floor(limit !== undefined && Number.isFinite(limit) ? limit : fallback), 1), MAX_LIMIT);
 
 /**
  * The explorer's questions, each one SQL query over the events table. The JSON
@@ -116,7 +160,7 @@ export class ExplorerQueries {
   async requests(filter: EventFilter, limit?: number) {
     const where = filtered('api_request', filter);
     const n = limitOf(limit, 200);
-    const rows = await this.store.query<Record<string, any>>(
+    const rows = await this.store.query<RequestRow>(
       `SELECT r.ts_ms, r.method, r.endpoint, r.status_code, r.latency_ms, r.distinct_id, r.request_id, r.session_id,
               s.request_id IS NOT NULL AS slow, err.error_type
          FROM (SELECT * FROM events ${where} ORDER BY ts_ms DESC, seq DESC LIMIT ${n}) r
@@ -160,7 +204,7 @@ export class ExplorerQueries {
           : `distinct_id = $1 OR distinct_id IN (SELECT linked_id FROM events WHERE event = '$identify' AND distinct_id = $1 AND linked_id IS NOT NULL)`;
     const value = 'request_id' in key ? key.request_id : 'session_id' in key ? key.session_id : key.distinct_id;
     const n = limitOf(limit, MAX_LIMIT);
-    const rows = await this.store.query<Record<string, any>>(
+    const rows = await this.store.query<JourneyRow>(
       // Newest first, each event's properties count against JOURNEY_PROPERTIES_BUDGET; past it they are left out.
       `SELECT uuid, event, ts_ms, distinct_id, source, request_id, session_id, seq, properties_bytes,
               CASE WHEN shown AND sum(CASE WHEN shown THEN properties_bytes ELSE 0 END) OVER (ORDER BY ts_ms DESC, seq DESC ROWS UNBOUNDED PRECEDING) <= ${JOURNEY_PROPERTIES_BUDGET}
@@ -180,7 +224,10 @@ export class ExplorerQueries {
         timestamp: iso(r.ts_ms),
         distinct_id: r.distinct_id,
         source: r.source,
-        properties: r.properties === null ? { request_id: r.request_id, $session_id: r.session_id, $explorer_note: `properties of ${r.properties_bytes} bytes not shown` } : JSON.parse(r.properties),
+        properties:
+          r.properties === null
+            ? { request_id: r.request_id, $session_id: r.session_id, $explorer_note: `properties of ${r.properties_bytes} bytes not shown` }
+            : JSON.parse(r.properties),
       })),
     };
   }
@@ -194,7 +241,14 @@ export class ExplorerQueries {
          FROM events ${where} GROUP BY error_type ORDER BY count DESC, error_type LIMIT ${MAX_GROUPS}`,
       where.values,
     );
-    const byEndpoint = await this.store.query<{ method: string; endpoint: string; count: number; error_types: number; last_ms: number; groups: number }>(
+    const byEndpoint = await this.store.query<{
+      method: string;
+      endpoint: string;
+      count: number;
+      error_types: number;
+      last_ms: number;
+      groups: number;
+    }>(
       `SELECT method, endpoint, count(*) AS count, count(DISTINCT error_type) AS error_types, max(ts_ms) AS last_ms, count(*) OVER () AS groups
          FROM events ${where} GROUP BY method, endpoint ORDER BY count DESC, endpoint, method LIMIT ${MAX_GROUPS}`,
       where.values,
@@ -202,13 +256,13 @@ export class ExplorerQueries {
     const bucketMs = await this.bucketFor(where, filter);
     // The MAX_SERIES most frequent types one by one, the rest as `(other)`: at most MAX_BUCKETS × (MAX_SERIES + 1) rows.
     const series = byType.slice(0, MAX_SERIES).map((r) => r.error_type);
-    const overTime = await this.store.query<Record<string, any>>(
+    const overTime = await this.store.query<{ bucket_ms: number; error_type: string; count: number }>(
       `SELECT (ts_ms // ${bucketMs}) * ${bucketMs} AS bucket_ms,
               CASE WHEN list_contains($${where.values.length + 1}::VARCHAR[], error_type) THEN error_type ELSE '(other)' END AS error_type, count(*) AS count
          FROM events ${where} GROUP BY ALL ORDER BY bucket_ms, error_type`,
       [...where.values, listValue(series)],
     );
-    const latest = await this.store.query<Record<string, any>>(
+    const latest = await this.store.query<{ ts_ms: number; distinct_id: string; properties: string | null; properties_bytes: number }>(
       `SELECT ts_ms, distinct_id, ${CAPPED_PROPERTIES} FROM events ${where} ORDER BY ts_ms DESC, seq DESC LIMIT 50`,
       where.values,
     );
@@ -229,8 +283,8 @@ export class ExplorerQueries {
       };
     });
     const withTime = <R extends { last_ms: number; groups: number; total?: number }>(rows: R[]) =>
-      rows.map(({ last_ms, groups, total, ...rest }) => ({ ...rest, last_seen: iso(last_ms) }));
-    const more = (rows: Array<{ groups: number }>) => Math.max(0, (rows[0]?.groups ?? 0) - rows.length);
+      rows.map((row) => ({ ...withoutFields(row, ['last_ms', 'groups', 'total']), last_seen: iso(row.last_ms) }));
+    const more = (rows: { groups: number }[]) => Math.max(0, (rows[0]?.groups ?? 0) - rows.length);
     return {
       total: byType[0]?.total ?? 0,
       by_type: withTime(byType),
@@ -238,10 +292,13 @@ export class ExplorerQueries {
       by_endpoint: withTime(byEndpoint),
       by_endpoint_more: more(byEndpoint),
       bucket_ms: bucketMs,
-      buckets: bucketRange(overTime.map((r) => r.bucket_ms), bucketMs).map(iso),
+      buckets: bucketRange(
+        overTime.map((r) => r.bucket_ms),
+        bucketMs,
+      ).map(iso),
       over_time: overTime.map((r) => ({ bucket: iso(r.bucket_ms), error_type: r.error_type, count: r.count })),
       latest: recent[0] ?? null,
-      recent: recent.map(({ traceback, ...rest }) => rest),
+      recent: recent.map((error) => withoutFields(error, ['traceback'])),
     };
   }
 
@@ -253,7 +310,17 @@ export class ExplorerQueries {
    */
   async performance(filter: EventFilter) {
     const where = filtered('api_request', filter);
-    const endpoints = await this.store.query<Record<string, any>>(
+    const endpoints = await this.store.query<
+      LatencyRow & {
+        method: string | null;
+        endpoint: string | null;
+        error_rate: number;
+        client_error_rate: number;
+        max: number | null;
+        slow_requests: number;
+        groups: number;
+      }
+    >(
       `WITH r AS (
          SELECT method, endpoint, count(*) AS requests,
                 avg(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END) AS error_rate,
@@ -270,7 +337,7 @@ export class ExplorerQueries {
       where.values,
     );
     const bucketMs = await this.bucketFor(where, filter);
-    const overTime = await this.store.query<Record<string, any>>(
+    const overTime = await this.store.query<LatencyRow & { bucket_ms: number }>(
       `SELECT (ts_ms // ${bucketMs}) * ${bucketMs} AS bucket_ms, count(*) AS requests,
               quantile_cont(latency_ms, 0.5) AS p50, quantile_cont(latency_ms, 0.95) AS p95, quantile_cont(latency_ms, 0.99) AS p99
          FROM events ${where} GROUP BY bucket_ms ORDER BY bucket_ms`,
@@ -281,8 +348,8 @@ export class ExplorerQueries {
         method: r.method,
         endpoint: r.endpoint,
         requests: r.requests,
-        error_rate: round(r.error_rate * 10_000)! / 10_000,
-        client_error_rate: round(r.client_error_rate * 10_000)! / 10_000,
+        error_rate: round(r.error_rate * 10_000) / 10_000,
+        client_error_rate: round(r.client_error_rate * 10_000) / 10_000,
         p50_ms: round(r.p50),
         p95_ms: round(r.p95),
         p99_ms: round(r.p99),
@@ -292,16 +359,33 @@ export class ExplorerQueries {
       endpoints_more: Math.max(0, (endpoints[0]?.groups ?? 0) - endpoints.length),
       bucket_ms: bucketMs,
       // Every bucket from the first to the last, empty ones too, so a chart shows the gaps in time.
-      over_time: bucketRange(overTime.map((r) => r.bucket_ms), bucketMs).map((bucket) => {
+      over_time: bucketRange(
+        overTime.map((r) => r.bucket_ms),
+        bucketMs,
+      ).map((bucket) => {
         const r = overTime.find((row) => row.bucket_ms === bucket);
-        return { bucket: iso(bucket), requests: r?.requests ?? 0, p50_ms: round(r?.p50 ?? null), p95_ms: round(r?.p95 ?? null), p99_ms: round(r?.p99 ?? null) };
+        return {
+          bucket: iso(bucket),
+          requests: r?.requests ?? 0,
+          p50_ms: round(r?.p50 ?? null),
+          p95_ms: round(r?.p95 ?? null),
+          p99_ms: round(r?.p99 ?? null),
+        };
       }),
     };
   }
 
   /** Counts for the page header. */
   async summary() {
-    const [row] = await this.store.query<Record<string, any>>(
+    const [row] = await this.store.query<{
+      events: number;
+      requests: number;
+      errors: number;
+      frontend_events: number;
+      users: number;
+      sessions: number;
+      last_ms: number | null;
+    }>(
       `SELECT count(*) AS events,
               count(*) FILTER (WHERE event = 'api_request') AS requests,
               count(*) FILTER (WHERE event = 'api_error') AS errors,
@@ -311,14 +395,16 @@ export class ExplorerQueries {
               max(ts_ms) AS last_ms
          FROM events`,
     );
-    const { last_ms, ...counts } = row;
-    return { ...counts, last_event: last_ms === null ? null : iso(last_ms) };
+    return { ...withoutFields(row, ['last_ms']), last_event: row.last_ms === null ? null : iso(row.last_ms) };
   }
 
   /** The narrowest bucket that draws the filtered range in at most MAX_BUCKETS bars. */
   private async bucketFor(where: Where, filter: EventFilter): Promise<number> {
     // The range the data selected actually spans (the filter only narrows it): `from=0` does not make year-wide bars.
-    const [range] = await this.store.query<Record<string, any>>(`SELECT min(ts_ms) AS lo, max(ts_ms) AS hi FROM events ${where}`, where.values);
+    const [range] = await this.store.query<{ lo: number | null; hi: number | null }>(
+      `SELECT min(ts_ms) AS lo, max(ts_ms) AS hi FROM events ${where}`,
+      where.values,
+    );
     const from = Math.max(range.lo ?? 0, filter.from ?? -Infinity);
     const to = Math.min(range.hi ?? 0, filter.to ?? Infinity);
     const span = Math.max(to - from, 0);

@@ -46,4 +46,3 @@ export class ExplorerModule implements OnModuleInit, OnApplicationShutdown {
     await this.store.close();
   }
 }
-

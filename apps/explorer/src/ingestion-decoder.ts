@@ -45,8 +45,7 @@ export const MAX_EVENT_BYTES = 1024 * 1024;
 const MAX_ID = 200;
 const GZIP_MAGIC = [0x1f, 0x8b];
 
-const isObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 const text = (value: unknown, max: number): string | undefined =>
   typeof value === 'string' && value !== '' && value.length <= max ? value : typeof value === 'number' ? String(value) : undefined;
 
@@ -100,7 +99,10 @@ function bodyText(raw: RawIngestion): string {
 
 function eventTime(event: Record<string, unknown>, properties: Record<string, unknown>, receivedAt: number, sentAt?: number): number {
   // posthog-js's older batches give an `offset` (ms before it sent them) instead of a timestamp.
-  const offset = typeof event.offset === 'number' && Number.isFinite(event.offset) && event.timestamp === undefined ? (sentAt ?? receivedAt) - event.offset : undefined;
+  const offset =
+    typeof event.offset === 'number' && Number.isFinite(event.offset) && event.timestamp === undefined
+      ? (sentAt ?? receivedAt) - event.offset
+      : undefined;
   const candidates = [event.timestamp, offset, typeof properties.$time === 'number' ? properties.$time * 1000 : undefined];
   for (const candidate of candidates) {
     if (typeof candidate !== 'string' && typeof candidate !== 'number') continue;
@@ -163,7 +165,10 @@ export function decodeIngestion(raw: RawIngestion): DecodedBody {
         : undefined;
   if (!items) throw new IngestionError('Expected an event, an array of events, or { "batch": [...] }.');
   // When the client sent the batch: posthog-js's `_` (epoch ms) or a batch's `sent_at`.
-  const sentAtRaw = isObject(payload) && typeof payload.sent_at === 'string' ? Date.parse(payload.sent_at) : Number(typeof raw.query._ === 'string' ? raw.query._ : NaN);
+  const sentAtRaw =
+    isObject(payload) && typeof payload.sent_at === 'string'
+      ? Date.parse(payload.sent_at)
+      : Number(typeof raw.query._ === 'string' ? raw.query._ : NaN);
   const sentAt = Number.isFinite(sentAtRaw) && sentAtRaw > 0 ? sentAtRaw : undefined;
   const events: IngestedEvent[] = [];
   for (const item of items) {

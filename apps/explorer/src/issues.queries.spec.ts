@@ -22,11 +22,28 @@ const stack = (fn: string, line: number) =>
   ].join('\n');
 
 /** A failing request: its api_request, api_error and (for a 5xx) the $exception the module sends after it. */
-function failing(user: string, ts: number, endpoint: string, status: number, exceptionType: string, fn: string, line: number): IngestedEvent[] {
+function failing(
+  user: string,
+  ts: number,
+  endpoint: string,
+  status: number,
+  exceptionType: string,
+  fn: string,
+  line: number,
+): IngestedEvent[] {
   const requestId = `req-${++counter}`;
   const out = [
     ev('api_request', user, ts, { request_id: requestId, endpoint, method: 'GET', status_code: status, response_time_ms: 5 }),
-    ev('api_error', user, ts + 1, { request_id: requestId, endpoint, method: 'GET', status_code: status, error_type: status < 500 ? 'client_error' : 'quota_error', exception_type: exceptionType, error_message: 'boom', traceback: stack(fn, line) }),
+    ev('api_error', user, ts + 1, {
+      request_id: requestId,
+      endpoint,
+      method: 'GET',
+      status_code: status,
+      error_type: status < 500 ? 'client_error' : 'quota_error',
+      exception_type: exceptionType,
+      error_message: 'boom',
+      traceback: stack(fn, line),
+    }),
   ];
   if (status >= 500) {
     out.push(
@@ -38,8 +55,22 @@ function failing(user: string, ts: number, endpoint: string, status: number, exc
             value: 'boom',
             stacktrace: {
               frames: [
-                { filename: '/app/node_modules/@nestjs/core/router/router-execution-context.js', function: 'anonymous', lineno: 61, in_app: false },
-                { filename: '/app/dist/apps/demo/src/demo.controllers.js', function: fn, lineno: line, colno: 15, in_app: true, context_line: '    throw boom();', pre_context: ['  quota() {'], post_context: ['  }'] },
+                {
+                  filename: '/app/node_modules/@nestjs/core/router/router-execution-context.js',
+                  function: 'anonymous',
+                  lineno: 61,
+                  in_app: false,
+                },
+                {
+                  filename: '/app/dist/apps/demo/src/demo.controllers.js',
+                  function: fn,
+                  lineno: line,
+                  colno: 15,
+                  in_app: true,
+                  context_line: '    throw boom();',
+                  pre_context: ['  quota() {'],
+                  post_context: ['  }'],
+                },
               ],
             },
           },
@@ -75,7 +106,15 @@ describe('issues', () => {
         ...failing('ann', T0 + 120_000, '/errors/quota', 500, 'Error', 'DemoController.quotaError', 41),
         ...failing('cat', T0 + 30_000, '/items', 400, 'BadRequestException', 'DemoController.create', 70),
         // An exception outside any request (a job): an issue of its own.
-        ev('$exception', 'server', T0 + 90_000, { $exception_list: [{ type: 'RangeError', value: 'job failed', stacktrace: { frames: [{ filename: '/app/dist/jobs.js', function: 'nightly', lineno: 3, in_app: true }] } }] }),
+        ev('$exception', 'server', T0 + 90_000, {
+          $exception_list: [
+            {
+              type: 'RangeError',
+              value: 'job failed',
+              stacktrace: { frames: [{ filename: '/app/dist/jobs.js', function: 'nightly', lineno: 3, in_app: true }] },
+            },
+          ],
+        }),
       ]);
       const issues = new IssueQueries(store);
       const { server, client } = await issues.issues({});
@@ -85,7 +124,11 @@ describe('issues', () => {
       ]);
       expect(client.map((i) => [i.exception_type, i.count, i.kind])).toEqual([['BadRequestException', 1, '4xx']]);
       const quota = server[0];
-      expect(quota).toMatchObject({ first_seen: new Date(T0 + 1).toISOString(), last_seen: new Date(T0 + 120_001).toISOString(), top_frame: { function: 'DemoController.quotaError' } });
+      expect(quota).toMatchObject({
+        first_seen: new Date(T0 + 1).toISOString(),
+        last_seen: new Date(T0 + 120_001).toISOString(),
+        top_frame: { function: 'DemoController.quotaError' },
+      });
       expect(quota.sparkline.reduce((a, b) => a + b, 0)).toBe(3);
 
       const detail = (await issues.issue(quota.id, {}))!;
@@ -107,7 +150,15 @@ describe('issues', () => {
     try {
       const rows = [];
       for (let i = 0; i < 30; i += 1) {
-        rows.push(ev('api_request', i % 2 ? 'user_odd' : 'user_even', T0 + i * 1000, { request_id: `myapp-orders-${i}`, endpoint: i % 3 ? '/orders/:id' : '/chat', method: 'GET', status_code: i === 7 ? 503 : 200, response_time_ms: i }));
+        rows.push(
+          ev('api_request', i % 2 ? 'user_odd' : 'user_even', T0 + i * 1000, {
+            request_id: `myapp-orders-${i}`,
+            endpoint: i % 3 ? '/orders/:id' : '/chat',
+            method: 'GET',
+            status_code: i === 7 ? 503 : 200,
+            response_time_ms: i,
+          }),
+        );
       }
       rows.push(ev('chat_message_sent', 'user_even', T0, { request_id: 'myapp-orders-0' }));
       await store.insert(rows);
@@ -117,7 +168,9 @@ describe('issues', () => {
       expect(page.requests[0].request_id).toBe('myapp-orders-19');
       expect((await search.search({ endpoint: 'order' }, {})).total).toBe(20);
       expect((await search.search({ user: 'ODD' }, {})).total).toBe(15);
-      expect((await search.search({}, { q: 'orders-2' })).requests.map((r) => r.request_id).sort()).toEqual(['myapp-orders-2', ...Array.from({ length: 10 }, (_, i) => `myapp-orders-2${i}`)].sort());
+      expect((await search.search({}, { q: 'orders-2' })).requests.map((r) => r.request_id).sort()).toEqual(
+        ['myapp-orders-2', ...Array.from({ length: 10 }, (_, i) => `myapp-orders-2${i}`)].sort(),
+      );
       expect((await search.search({}, { q: 'message_sent' })).requests.map((r) => r.request_id)).toEqual(['myapp-orders-0']);
       expect((await search.search({}, { q: '100%_' })).total).toBe(0);
       expect((await search.search({}, { sort: 'latency', dir: 'desc', limit: 1 })).requests[0].response_time_ms).toBe(29);

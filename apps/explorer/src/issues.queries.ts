@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
+import type { DuckDBValue } from '@duckdb/node-api';
 import type { EventStore } from './event-store.js';
 import type { EventFilter } from './explorer-queries.js';
+import { withoutFields } from './without-fields.js';
 
 /** One stack frame, most recent call last (Sentry's and PostHog's order). */
 export interface IssueFrame {
@@ -41,9 +43,28 @@ export type IssueKind = '4xx' | '5xx';
 const MAX_ERRORS = 5000;
 const SPARK_BUCKETS = 24;
 
-const isObject = (value: unknown): value is Record<string, any> => typeof value === 'object' && value !== null && !Array.isArray(value);
+/** JSON as a client sent it: any shape, read field by field. */
+type JsonObject = Record<string, unknown>;
+
+/** An `api_error` or `$exception` row, its properties parsed (`{}` when over the size read). */
+interface ErrorRow {
+  uuid: string;
+  event: string;
+  ts_ms: number;
+  distinct_id: string;
+  request_id: string | null;
+  session_id: string | null;
+  endpoint: string | null;
+  method: string | null;
+  status_code: number | null;
+  error_type: string | null;
+  properties: string | null;
+}
+
+const isObject = (value: unknown): value is JsonObject => typeof value === 'object' && value !== null && !Array.isArray(value);
 const str = (value: unknown): string | null => (typeof value === 'string' && value !== '' ? value : null);
-const int = (value: unknown): number | null => (typeof value === 'number' && Number.isFinite(value) ? value : typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : null);
+const int = (value: unknown): number | null =>
+  typeof value === 'number' && Number.isFinite(value) ? value : typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : null;
 
 /** A frame is the app's own unless it is in node_modules or Node's internals (or the client said so). */
 function inApp(filename: string | null, declared?: unknown): boolean {
@@ -71,9 +92,17 @@ export function parseStack(stack: string | null): IssueFrame[] {
   return frames.reverse();
 }
 
+/** The first exception of an event's `$exception_list`, when it is an object. */
+function firstException(properties: JsonObject | undefined): JsonObject | undefined {
+  const list = properties?.$exception_list;
+  const first: unknown = Array.isArray(list) ? list[0] : isObject(list) ? list[0] : undefined;
+  return isObject(first) ? first : undefined;
+}
+
 /** posthog-node's `$exception_list[0].stacktrace.frames` (already most recent last). */
-function exceptionFrames(exception: Record<string, any> | undefined): IssueFrame[] {
-  const frames = exception?.stacktrace?.frames;
+function exceptionFrames(exception: JsonObject | undefined): IssueFrame[] {
+  const stacktrace = exception?.stacktrace;
+  const frames = isObject(stacktrace) ? stacktrace.frames : undefined;
   if (!Array.isArray(frames)) return [];
   return frames.filter(isObject).map((f) => {
     const filename = str(f.filename) ?? str(f.abs_path);
@@ -109,12 +138,20 @@ export function shortFile(filename: string | null): string | null {
  * so an edit above it keeps the issue), with the in-app frame that called it.
  * Without frames, the type and the endpoint. 4xx and 5xx never share an issue.
  */
-export function fingerprint(o: Pick<Occurrence, 'exception_type' | 'frames' | 'method' | 'endpoint' | 'status_code'>): { id: string; parts: string[] } {
+export function fingerprint(o: Pick<Occurrence, 'exception_type' | 'frames' | 'method' | 'endpoint' | 'status_code'>): {
+  id: string;
+  parts: string[];
+} {
   const top = topFrame(o.frames);
   const kind = o.status_code !== null && o.status_code < 500 ? '4xx' : '5xx';
   // The top in-app frame, and the in-app frame that called it: a shared helper that builds errors
   // (a `providerError(...)`) would otherwise put every caller's error in one issue.
-  const caller = top ? o.frames.slice(0, o.frames.indexOf(top)).reverse().find((f) => f.in_app) : undefined;
+  const caller = top
+    ? o.frames
+        .slice(0, o.frames.indexOf(top))
+        .reverse()
+        .find((f) => f.in_app)
+    : undefined;
   const name = (f: IssueFrame) => `${f.function ?? '?'} (${shortFile(f.filename) ?? '?'})`;
   const parts = top
     ? [o.exception_type, name(top), ...(caller ? [name(caller)] : [])]
@@ -158,36 +195,40 @@ export class IssueQueries {
   /** Every error in the filter's range (newest first, at most MAX_ERRORS) as occurrences. */
   async occurrences(filter: EventFilter): Promise<Occurrence[]> {
     const conditions = [`event IN ('api_error', '$exception')`];
-    const values: any[] = [];
-    const add = (sql: string, value: unknown) => {
+    const values: DuckDBValue[] = [];
+    const add = (sql: string, value: DuckDBValue) => {
       values.push(value);
       conditions.push(sql.replaceAll('?', `$${values.length}`));
     };
     if (filter.from !== undefined) add('ts_ms >= ?', Math.floor(filter.from));
     if (filter.to !== undefined) add('ts_ms <= ?', Math.ceil(filter.to));
-    const rows = await this.store.query<Record<string, any>>(
+    const rows = await this.store.query<ErrorRow>(
       `SELECT uuid, event, ts_ms, distinct_id, request_id, session_id, endpoint, method, status_code, error_type,
               CASE WHEN strlen(properties) <= 262144 THEN properties END AS properties
          FROM events WHERE ${conditions.join(' AND ')} ORDER BY ts_ms DESC, seq DESC LIMIT ${MAX_ERRORS}`,
       values,
     );
-    const exceptions = new Map<string, Record<string, any>>();
-    const exceptionsByRequest = new Map<string, Record<string, any>>();
+    const exceptions = new Map<string, ErrorRow & { p: JsonObject }>();
+    const exceptionsByRequest = new Map<string, ErrorRow & { p: JsonObject }>();
     const apiErrorRequests = new Set<string>();
     const apiErrorExceptionUuids = new Set<string>();
-    const parsed: Array<Record<string, any>> = rows.map((r) => ({ ...r, p: r.properties ? (JSON.parse(r.properties) as Record<string, any>) : {} }));
+    const parsed = rows.map((r) => ({
+      ...r,
+      p: r.properties ? (JSON.parse(r.properties) as JsonObject) : {},
+    }));
     for (const r of parsed) {
       if (r.event === '$exception') {
         exceptions.set(r.uuid, r);
         if (r.request_id && !exceptionsByRequest.has(r.request_id)) exceptionsByRequest.set(r.request_id, r);
       } else {
         if (r.request_id) apiErrorRequests.add(r.request_id);
-        if (str(r.p.$exception_uuid)) apiErrorExceptionUuids.add(r.p.$exception_uuid);
+        const exceptionUuid = str(r.p.$exception_uuid);
+        if (exceptionUuid) apiErrorExceptionUuids.add(exceptionUuid);
       }
     }
     const out: Occurrence[] = [];
     // What an occurrence says of its event row, whichever event stands for it.
-    const rowFields = (r: Record<string, any>) => ({
+    const rowFields = (r: ErrorRow) => ({
       uuid: r.uuid,
       timestamp: new Date(r.ts_ms).toISOString(),
       ts_ms: r.ts_ms,
@@ -202,8 +243,10 @@ export class IssueQueries {
     for (const r of parsed) {
       const p = r.p;
       if (r.event === 'api_error') {
-        const exception = (str(p.$exception_uuid) && exceptions.get(p.$exception_uuid)) || (r.request_id ? exceptionsByRequest.get(r.request_id) : undefined);
-        const first = exception?.p.$exception_list?.[0];
+        const exceptionUuid = str(p.$exception_uuid);
+        const exception =
+          (exceptionUuid && exceptions.get(exceptionUuid)) || (r.request_id ? exceptionsByRequest.get(r.request_id) : undefined);
+        const first = firstException(exception?.p);
         const frames = exceptionFrames(first);
         out.push({
           ...rowFields(r),
@@ -216,7 +259,7 @@ export class IssueQueries {
         });
       } else if (!(r.request_id && apiErrorRequests.has(r.request_id)) && !apiErrorExceptionUuids.has(r.uuid)) {
         // An exception no api_error stands for: a job, an event handler, a browser error.
-        const first = isObject(p.$exception_list?.[0]) ? p.$exception_list[0] : undefined;
+        const first = firstException(p);
         out.push({
           ...rowFields(r),
           exception_type: str(first?.type) ?? str(p.$exception_type) ?? 'Error',
@@ -236,11 +279,15 @@ export class IssueQueries {
     if (filter.endpoint && !(o.endpoint ?? '').toLowerCase().includes(filter.endpoint.toLowerCase())) return false;
     if (filter.errorType && o.error_type !== filter.errorType) return false;
     const status = filter.status?.toLowerCase();
-    if (status && /^[1-5]xx$/.test(status) && (o.status_code === null || Math.floor(o.status_code / 100) !== Number(status[0]))) return false;
+    if (status && /^[1-5]xx$/.test(status) && (o.status_code === null || Math.floor(o.status_code / 100) !== Number(status[0])))
+      return false;
     if (status && /^\d{3}$/.test(status) && o.status_code !== Number(status)) return false;
     if (q) {
       const needle = q.toLowerCase();
-      const hay = [o.exception_type, o.message, o.endpoint, o.distinct_id, o.request_id, o.error_type].filter(Boolean).join('\n').toLowerCase();
+      const hay = [o.exception_type, o.message, o.endpoint, o.distinct_id, o.request_id, o.error_type]
+        .filter(Boolean)
+        .join('\n')
+        .toLowerCase();
       if (!hay.includes(needle)) return false;
     }
     return true;
@@ -289,7 +336,9 @@ export class IssueQueries {
   /** The issues, the latest first; 5xx and 4xx apart. */
   async issues(filter: EventFilter, q?: string) {
     const { groups, from, to } = await this.groups(filter, q);
-    const issues = groups.map((g) => this.summarise(g, from, to)).sort((a, b) => b.last_seen.localeCompare(a.last_seen) || b.count - a.count);
+    const issues = groups
+      .map((g) => this.summarise(g, from, to))
+      .sort((a, b) => b.last_seen.localeCompare(a.last_seen) || b.count - a.count);
     return {
       spark_from: new Date(from).toISOString(),
       spark_to: new Date(to).toISOString(),
@@ -311,7 +360,7 @@ export class IssueQueries {
       spark_to: new Date(to).toISOString(),
       frames: latest.frames,
       traceback: latest.traceback,
-      occurrences: group.occurrences.slice(0, 200).map(({ frames, traceback, ts_ms, ...rest }) => rest),
+      occurrences: group.occurrences.slice(0, 200).map((o) => withoutFields(o, ['frames', 'traceback', 'ts_ms'])),
     };
   }
 }

@@ -1,5 +1,20 @@
 import type { MessageEvent } from '@nestjs/common';
-import { catchError, defer, distinctUntilChanged, EMPTY, exhaustMap, interval, map, merge, Observable, share, startWith, Subject, takeUntil, timer } from 'rxjs';
+import {
+  catchError,
+  defer,
+  distinctUntilChanged,
+  EMPTY,
+  exhaustMap,
+  interval,
+  map,
+  merge,
+  Observable,
+  share,
+  startWith,
+  Subject,
+  takeUntil,
+  timer,
+} from 'rxjs';
 import type { EventStore } from './event-store.js';
 
 const POLL_MS = 500;

@@ -1,6 +1,6 @@
 import type { DuckDBValue } from '@duckdb/node-api';
 import type { EventStore } from './event-store.js';
-import type { EventFilter } from './explorer-queries.js';
+import type { EventFilter, RequestRow } from './explorer-queries.js';
 
 /** Columns the Requests table sorts on, by their name in the query string. */
 const SORTS: Record<string, string> = {
@@ -43,7 +43,8 @@ export class RequestSearchQueries {
     };
     if (filter.user) add(`distinct_id ILIKE ? ESCAPE '\\'`, contains(filter.user));
     if (filter.endpoint) add(`endpoint ILIKE ? ESCAPE '\\'`, contains(filter.endpoint));
-    if (filter.errorType) add(`request_id IN (SELECT request_id FROM events WHERE event = 'api_error' AND error_type = ?)`, filter.errorType);
+    if (filter.errorType)
+      add(`request_id IN (SELECT request_id FROM events WHERE event = 'api_error' AND error_type = ?)`, filter.errorType);
     if (filter.from !== undefined) add('ts_ms >= ?', Math.floor(filter.from));
     if (filter.to !== undefined) add('ts_ms <= ?', Math.ceil(filter.to));
     const status = filter.status?.trim().toLowerCase();
@@ -64,7 +65,7 @@ export class RequestSearchQueries {
     const dir = search.dir === 'asc' ? 'ASC' : 'DESC';
     const limit = Math.min(Math.max(Math.floor(search.limit ?? 50), 1), MAX_PAGE);
     const offset = Math.max(Math.floor(search.offset ?? 0), 0);
-    const rows = await this.store.query<Record<string, any>>(
+    const rows = await this.store.query<RequestRow>(
       `SELECT r.ts_ms, r.method, r.endpoint, r.status_code, r.latency_ms, r.distinct_id, r.request_id, r.session_id,
               s.request_id IS NOT NULL AS slow, err.error_type
          FROM (SELECT * FROM events ${where} ORDER BY ${column} ${dir} NULLS LAST, seq ${dir} LIMIT ${limit} OFFSET ${offset}) r

@@ -101,7 +101,9 @@ describe('resolveTelemetryOptions', () => {
 
   it('reads POSTHOG_INTERNAL_DOMAINS: trimmed, lower-cased, leading @ removed, blanks dropped', () => {
     expect(resolveTelemetryOptions({}, { POSTHOG_INTERNAL_DOMAINS: 'a.com, @B.com' }).internalDomains).toEqual(['a.com', 'b.com']);
-    expect(resolveTelemetryOptions({}, { POSTHOG_INTERNAL_DOMAINS: ' ,Corp.Example.COM,, ' }).internalDomains).toEqual(['corp.example.com']);
+    expect(resolveTelemetryOptions({}, { POSTHOG_INTERNAL_DOMAINS: ' ,Corp.Example.COM,, ' }).internalDomains).toEqual([
+      'corp.example.com',
+    ]);
     expect(resolveTelemetryOptions({}, { POSTHOG_INTERNAL_DOMAINS: '   ' }).internalDomains).toEqual([]);
   });
 
@@ -191,7 +193,9 @@ describe('frontendIdentity', () => {
   it('is anonymous by default, read from POSTHOG_FRONTEND_IDENTITY, and the option wins', () => {
     expect(resolveTelemetryOptions({}, {}).frontendIdentity).toBe('anonymous');
     expect(resolveTelemetryOptions({}, { POSTHOG_FRONTEND_IDENTITY: 'Trusted' }).frontendIdentity).toBe('trusted');
-    expect(resolveTelemetryOptions({ frontendIdentity: 'ignored' }, { POSTHOG_FRONTEND_IDENTITY: 'trusted' }).frontendIdentity).toBe('ignored');
+    expect(resolveTelemetryOptions({ frontendIdentity: 'ignored' }, { POSTHOG_FRONTEND_IDENTITY: 'trusted' }).frontendIdentity).toBe(
+      'ignored',
+    );
   });
 
   it('falls back to the safe default on an unknown value', () => {
@@ -200,19 +204,41 @@ describe('frontendIdentity', () => {
 });
 
 describe('isExcludedPath', () => {
-  it.each(['/health', '/health/db', '/health/deep/check', '/healthz', '/healthcheck', '/livez', '/readyz', '/ready', '/ping', '/api/health', '/api/healthz', '/api/v1/readyz', '/api/v2/health/db', '/v1/livez/', '/api/ping'])(
-    'excludes %s by default',
-    (path) => {
-      expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(true);
-    },
-  );
+  it.each([
+    '/health',
+    '/health/db',
+    '/health/deep/check',
+    '/healthz',
+    '/healthcheck',
+    '/livez',
+    '/readyz',
+    '/ready',
+    '/ping',
+    '/api/health',
+    '/api/healthz',
+    '/api/v1/readyz',
+    '/api/v2/health/db',
+    '/v1/livez/',
+    '/api/ping',
+  ])('excludes %s by default', (path) => {
+    expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(true);
+  });
 
-  it.each(['/items/1', '/healthy', '/api/health-report', '/api/healthy/1', '/', '/pingpong', '/users/ready-check', '/ready/orders', '/ping/1', '/docs/js', '/report.pdf'])(
-    'does not exclude %s by default',
-    (path) => {
-      expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(false);
-    },
-  );
+  it.each([
+    '/items/1',
+    '/healthy',
+    '/api/health-report',
+    '/api/healthy/1',
+    '/',
+    '/pingpong',
+    '/users/ready-check',
+    '/ready/orders',
+    '/ping/1',
+    '/docs/js',
+    '/report.pdf',
+  ])('does not exclude %s by default', (path) => {
+    expect(isExcludedPath(path, DEFAULT_EXCLUDE_PATHS)).toBe(false);
+  });
 
   it.each(['/favicon.ico', '/robots.txt', '/static/app.js', '/assets/logo.png', '/assets/STYLE.CSS', '/fonts/a.woff2', '/index.html'])(
     'takes %s for a static file (left out only when no route answers it), not an excluded path',

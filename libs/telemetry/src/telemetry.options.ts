@@ -38,14 +38,14 @@ export interface TelemetryModuleOptions {
    * or regular expressions, matched on the path as requested (no query string).
    * @default DEFAULT_EXCLUDE_PATHS (health and readiness probes)
    */
-  excludePaths?: Array<string | RegExp>;
+  excludePaths?: (string | RegExp)[];
   /**
    * Paths of static files: no events when no route of the app answered them (a static-files middleware,
    * a 404 for a missing asset). A route of the app is always recorded, whatever its path ends with
    * (`GET /reports/:name` asked for `/reports/q3.pdf`); mark one with `@SkipTelemetry()` to leave it out.
    * @default DEFAULT_STATIC_PATHS (favicon, robots.txt, and files with a static file's extension)
    */
-  staticPaths?: Array<string | RegExp>;
+  staticPaths?: (string | RegExp)[];
   /**
    * What the frontend's `X-POSTHOG-DISTINCT-ID` may do for requests no user is known for. `anonymous`: only an
    * id in the shape posthog-js gives anonymous visitors is taken, and its events are personless (any client can
@@ -64,6 +64,7 @@ export interface TelemetryModuleOptions {
   /** Header that carries the correlation id, in and out. Default `x-request-id`. */
   requestIdHeader?: string;
   /** Finds the user of a request (Express request or Fastify request). Default reads `request.user` (`id`, `sub` or `userId`, and `email`). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the app's callback types its parameter as its adapter's request (Express, Fastify); `unknown` would refuse it
   resolveUser?: (request: any) => TelemetryUser | null | undefined;
   /** Longest traceback sent, in characters. Default 5000. */
   tracebackLimit?: number;
@@ -165,7 +166,7 @@ export interface TelemetryModuleOptions {
    * whole URL, or a function of the URL (`true`: carry them). Keeps ids and trace headers from third parties.
    * @default every host
    */
-  propagateTo?: Array<string | RegExp> | ((url: string) => boolean);
+  propagateTo?: (string | RegExp)[] | ((url: string) => boolean);
 }
 
 /**
@@ -174,7 +175,7 @@ export interface TelemetryModuleOptions {
  * `/api/v1/readyz`, behind a global prefix or a version): `health` with
  * anything below it, the other names as the last segment of the path.
  */
-export const DEFAULT_EXCLUDE_PATHS: ReadonlyArray<string | RegExp> = [
+export const DEFAULT_EXCLUDE_PATHS: readonly (string | RegExp)[] = [
   /\/health(?:\/|$)/i,
   /\/(?:healthz|healthcheck|livez|readyz|ready|live|ping)\/?$/i,
 ];
@@ -184,7 +185,7 @@ export const DEFAULT_EXCLUDE_PATHS: ReadonlyArray<string | RegExp> = [
  * (see `staticPaths`). A route's parameter may end in `.js` or `.png`: the
  * route is recorded all the same.
  */
-export const DEFAULT_STATIC_PATHS: ReadonlyArray<string | RegExp> = [
+export const DEFAULT_STATIC_PATHS: readonly (string | RegExp)[] = [
   '/favicon.ico',
   '/robots.txt',
   /\.(?:css|js|mjs|map|png|jpe?g|gif|svg|ico|webp|avif|woff2?|ttf|eot|txt|html?)$/i,
@@ -229,12 +230,12 @@ export interface ResolvedTelemetryOptions {
   slowThresholdMs: number;
   internalDomains: string[];
   internalUsers: 'drop' | 'tag';
-  excludePaths: Array<string | RegExp>;
-  staticPaths: Array<string | RegExp>;
+  excludePaths: (string | RegExp)[];
+  staticPaths: (string | RegExp)[];
   frontendIdentity: FrontendIdentityPolicy;
   capturePreflights: boolean;
   requestIdHeader: string;
-  resolveUser: (request: any) => TelemetryUser | null | undefined;
+  resolveUser: (request: unknown) => TelemetryUser | null | undefined;
   tracebackLimit: number;
   shutdownTimeoutMs: number;
   categorizeError?: CategorizeError;
@@ -256,19 +257,20 @@ export interface ResolvedTelemetryOptions {
   posthogOptions: Partial<PostHogOptions>;
   propagate: boolean;
   /** `undefined`: every host. */
-  propagateTo?: Array<string | RegExp> | ((url: string) => boolean);
+  propagateTo?: (string | RegExp)[] | ((url: string) => boolean);
 }
 
 const MAX_USER_FIELD = 200;
 const logger = new Logger('Telemetry');
 
 /** Default `resolveUser`: `request.user` as set by Passport and most auth guards. */
-export function defaultResolveUser(request: any): TelemetryUser | undefined {
-  const user = request?.user;
+export function defaultResolveUser(request: unknown): TelemetryUser | undefined {
+  const user = (request as { user?: unknown } | null | undefined)?.user;
   if (!user || typeof user !== 'object') return undefined;
-  const id = user.id ?? user.sub ?? user.userId;
+  const fields = user as { id?: unknown; sub?: unknown; userId?: unknown; email?: unknown };
+  const id = fields.id ?? fields.sub ?? fields.userId;
   if (id === undefined || id === null || id === '') return undefined;
-  const email = typeof user.email === 'string' ? user.email.slice(0, MAX_USER_FIELD) : undefined;
+  const email = typeof fields.email === 'string' ? fields.email.slice(0, MAX_USER_FIELD) : undefined;
   return { id: String(id).slice(0, MAX_USER_FIELD), email };
 }
 
@@ -280,7 +282,6 @@ function positiveNumber(name: string, value: unknown, fallback: number, scale = 
   logger.warn(`${name}=${String(value).slice(0, 50)} is not a non-negative number; using ${fallback}.`);
   return fallback;
 }
-
 
 function blankToUndefined(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
@@ -320,9 +321,7 @@ export function resolveTelemetryOptions(
   env: NodeJS.ProcessEnv = process.env,
 ): ResolvedTelemetryOptions {
   const slowFromEnv = blankToUndefined(env.SLOW_THRESHOLD);
-  const domains =
-    options.internalDomains ??
-    (blankToUndefined(env.POSTHOG_INTERNAL_DOMAINS)?.split(',') ?? []);
+  const domains = options.internalDomains ?? blankToUndefined(env.POSTHOG_INTERNAL_DOMAINS)?.split(',') ?? [];
   const apiKey = blankToUndefined(options.apiKey ?? env.POSTHOG_API_KEY);
   const enabled = options.enabled ?? true;
   const posthogOptions = { ...(options.posthogOptions ?? {}) };
@@ -359,7 +358,11 @@ export function resolveTelemetryOptions(
     captureWebSockets: options.captureWebSockets ?? true,
     captureSocketIoPolling: options.captureSocketIoPolling ?? false,
     captureExceptionsMinStatus:
-      options.captureExceptions === false ? undefined : typeof options.captureExceptions === 'object' ? (options.captureExceptions.minStatus ?? 500) : 500,
+      options.captureExceptions === false
+        ? undefined
+        : typeof options.captureExceptions === 'object'
+          ? (options.captureExceptions.minStatus ?? 500)
+          : 500,
     ignoreErrors: [...(options.ignoreErrors ?? [])],
     sentry:
       options.sentry === false
@@ -374,7 +377,7 @@ export function resolveTelemetryOptions(
 }
 
 /** True when `path` (no query string) is one the user excluded. */
-export function isExcludedPath(path: string, excludePaths: ReadonlyArray<string | RegExp>): boolean {
+export function isExcludedPath(path: string, excludePaths: readonly (string | RegExp)[]): boolean {
   for (const rule of excludePaths) {
     if (typeof rule === 'string') {
       if (rule.endsWith('/*')) {

@@ -45,7 +45,11 @@ const message = fc.oneof(
   fc.string({ minLength: 4_000, maxLength: 6_000 }),
   anything,
 );
-const name = fc.oneof(fc.constantFrom('Error', 'TypeError', 'AbortError', 'APIError', 'HttpException'), fc.string({ maxLength: 30 }), anything);
+const name = fc.oneof(
+  fc.constantFrom('Error', 'TypeError', 'AbortError', 'APIError', 'HttpException'),
+  fc.string({ maxLength: 30 }),
+  anything,
+);
 
 /** Error-like values: plain records, real Errors with the fields assigned, with a `cause` chain and `error` body, any field possibly a throwing getter. */
 const { errorLike } = fc.letrec<{ errorLike: unknown }>((tie) => ({
@@ -90,7 +94,7 @@ const { errorLike } = fc.letrec<{ errorLike: unknown }>((tie) => ({
 }));
 
 /** Values that break the usual assumptions: a Proxy throwing on every trap, a getStatus that throws or lies, a cause loop. */
-function hostileValues(): Array<[string, unknown]> {
+function hostileValues(): [string, unknown][] {
   const throwingProxy = new Proxy(
     {},
     {
@@ -119,11 +123,33 @@ function hostileValues(): Array<[string, unknown]> {
     ['a cause loop', loop],
     ['a 10 000-deep cause chain', deep],
     ['a Symbol', Symbol('boom')],
-    ['a throwing getStatus', { getStatus: () => { throw new Error('nope'); } }],
+    [
+      'a throwing getStatus',
+      {
+        getStatus: () => {
+          throw new Error('nope');
+        },
+      },
+    ],
     ['a getStatus returning a string', { getStatus: () => 'four hundred', status: 'x' }],
     ['a getStatus that is a number', { getStatus: 404 }],
-    ['an Error whose message is an object with a throwing toString', Object.assign(new Error('x'), { message: { toString: () => { throw new Error('toString'); } } })],
-    ['an AggregateError of 5000 errors', new AggregateError(Array.from({ length: 5_000 }, (_, i) => new Error(`e${i}`)), 'many')],
+    [
+      'an Error whose message is an object with a throwing toString',
+      Object.assign(new Error('x'), {
+        message: {
+          toString: () => {
+            throw new Error('toString');
+          },
+        },
+      }),
+    ],
+    [
+      'an AggregateError of 5000 errors',
+      new AggregateError(
+        Array.from({ length: 5_000 }, (_, i) => new Error(`e${i}`)),
+        'many',
+      ),
+    ],
     ['a function', () => 'a function'],
     ['an HttpException 418', new HttpException('teapot', 418)],
   ];
@@ -152,11 +178,31 @@ describe('categorizeError (properties)', () => {
     expect(BUILT_IN).toContain(categorizeError(value));
   });
 
-  const throwingRules: Array<[string, () => unknown]> = [
-    ['throws an Error', () => { throw new Error('rule failed'); }],
-    ['throws a string', () => { throw 'rule failed'; }],
-    ['throws undefined', () => { throw undefined; }],
-    ['overflows the stack', function recurse(): unknown { return recurse(); }],
+  const throwingRules: [string, () => unknown][] = [
+    [
+      'throws an Error',
+      () => {
+        throw new Error('rule failed');
+      },
+    ],
+    [
+      'throws a string',
+      () => {
+        throw 'rule failed';
+      },
+    ],
+    [
+      'throws undefined',
+      () => {
+        throw undefined;
+      },
+    ],
+    [
+      'overflows the stack',
+      function recurse(): unknown {
+        return recurse();
+      },
+    ],
   ];
 
   it.each(throwingRules)('with a custom rule that %s, returns the same built-in category as without it', (_label, rule) => {

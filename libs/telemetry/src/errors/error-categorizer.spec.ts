@@ -74,7 +74,10 @@ describe('categorizeError', () => {
 
   describe('LLM content filters', () => {
     it.each<[string, unknown]>([
-      ['OpenAI 400 code content_filter', new OpenAIStyleError(400, { code: 'content_filter', type: 'invalid_request_error' }, '400 Bad request')],
+      [
+        'OpenAI 400 code content_filter',
+        new OpenAIStyleError(400, { code: 'content_filter', type: 'invalid_request_error' }, '400 Bad request'),
+      ],
       [
         'OpenAI 400 code content_policy_violation',
         new OpenAIStyleError(400, { code: 'content_policy_violation', type: 'invalid_request_error' }, '400 Your request was rejected'),
@@ -92,7 +95,14 @@ describe('categorizeError', () => {
 
   describe('quota and billing', () => {
     it.each<[string, unknown]>([
-      ['OpenAI 429 insufficient_quota', new OpenAIStyleError(429, { code: 'insufficient_quota', type: 'insufficient_quota', message: QUOTA_MESSAGE }, `429 ${QUOTA_MESSAGE}`)],
+      [
+        'OpenAI 429 insufficient_quota',
+        new OpenAIStyleError(
+          429,
+          { code: 'insufficient_quota', type: 'insufficient_quota', message: QUOTA_MESSAGE },
+          `429 ${QUOTA_MESSAGE}`,
+        ),
+      ],
       ['insufficient_quota code alone', new OpenAIStyleError(429, { code: 'insufficient_quota' }, '429 error')],
       ['quota message alone', Object.assign(new Error(QUOTA_MESSAGE), { status: 429 })],
       [
@@ -251,7 +261,7 @@ describe('categorizeError', () => {
     const reset = socketError('ECONNRESET', 'read ECONNRESET');
 
     it('a custom category wins over the built-in one, and receives the thrown value', () => {
-      const rule = jest.fn((_error: unknown) => 'llm_timeout');
+      const rule = jest.fn<(error: unknown) => string>(() => 'llm_timeout');
       expect(categorizeError(reset, rule)).toBe('llm_timeout');
       expect(rule).toHaveBeenCalledWith(reset);
     });
@@ -325,7 +335,14 @@ describe('categorizeError with a rule list', () => {
   });
 
   it('treats a throwing predicate as no match', () => {
-    const throwing = [{ category: 'never', match: () => { throw new Error('boom'); } }];
+    const throwing = [
+      {
+        category: 'never',
+        match: () => {
+          throw new Error('boom');
+        },
+      },
+    ];
     expect(categorizeError(new TypeError('x'), undefined, throwing)).toBe('application_error');
   });
 });

@@ -14,14 +14,9 @@ export const ErrorCategory = {
   Application: 'application_error',
 } as const;
 
-const CONNECTION_CODES = new Set([
-  'ECONNRESET',
-  'EPIPE',
-  'ECONNABORTED',
-  'ERR_STREAM_PREMATURE_CLOSE',
-  'UND_ERR_SOCKET',
-]);
-const CONNECTION_MESSAGE = /socket hang up|client (?:disconnected|closed|aborted)|request aborted|\bECONNRESET\b|\bEPIPE\b|\bECONNABORTED\b/i;
+const CONNECTION_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
+const CONNECTION_MESSAGE =
+  /socket hang up|client (?:disconnected|closed|aborted)|request aborted|\bECONNRESET\b|\bEPIPE\b|\bECONNABORTED\b/i;
 
 const CONTENT_FILTER_CODES = new Set(['content_filter', 'content_policy_violation', 'responsible_ai_policy_violation']);
 // Separated words only: an identifier such as `contentFilter` in an ordinary error is no refusal.
@@ -90,8 +85,9 @@ export function isGraphqlDocumentError(error: unknown): boolean {
 /** The strings a provider may put its error code in (`code`, `type`, `error.code`, `finish_reason`). */
 function codesOf(error: unknown): string[] {
   const nested = field(error, 'error');
-  return [field(error, 'code'), field(error, 'type'), field(nested, 'code'), field(nested, 'type'), field(error, 'finish_reason')]
-    .filter((c): c is string => typeof c === 'string');
+  return [field(error, 'code'), field(error, 'type'), field(nested, 'code'), field(nested, 'type'), field(error, 'finish_reason')].filter(
+    (c): c is string => typeof c === 'string',
+  );
 }
 
 function builtInCategory(error: unknown): string | undefined {

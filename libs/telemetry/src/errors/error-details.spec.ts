@@ -89,7 +89,13 @@ describe('describeError', () => {
       ['TypeError', new TypeError('x'), 'TypeError'],
       ['Error subclass', new PaymentFailedError('x'), 'PaymentFailedError'],
       ['Nest NotFoundException', new NotFoundException(), 'NotFoundException'],
-      ['class instance that is not an Error', new (class Refusal {})(), 'Refusal'],
+      [
+        'class instance that is not an Error',
+        new (class Refusal {
+          readonly refused = true;
+        })(),
+        'Refusal',
+      ],
       ['plain object', { message: 'x' }, 'Object'],
       ['Object.create(null)', Object.create(null), 'Object'],
       ['string', 'oops', 'string'],
@@ -191,7 +197,14 @@ describe('describeError', () => {
           throw new Error('boom');
         },
       });
-      const proxy = new Proxy({}, { get() { throw new Error('get'); } });
+      const proxy = new Proxy(
+        {},
+        {
+          get() {
+            throw new Error('get');
+          },
+        },
+      );
       for (const value of [circular, getters, proxy]) {
         expect(() => describeError(value, 5000)).not.toThrow();
       }

@@ -107,7 +107,10 @@ export class ErrorReporter {
         handled: reach.handled,
         mechanism: reach.mechanism,
         redact: reach.redact,
-        trace: identity.traceId === undefined ? undefined : { traceId: identity.traceId, spanId: identity.spanId, parentSpanId: identity.parentSpanId },
+        trace:
+          identity.traceId === undefined
+            ? undefined
+            : { traceId: identity.traceId, spanId: identity.spanId, parentSpanId: identity.parentSpanId },
       })
       .then(
         (id) => {
@@ -128,7 +131,11 @@ export class ErrorReporter {
     if (!identity || isIgnoredError(error, this.options.ignoreErrors)) return;
     const at = currentOperation() ?? currentJobRun(this.posthog);
     const statusCode = input.statusCode ?? 500;
-    const site = { endpoint: input.endpoint ?? at?.endpoint ?? UNMATCHED_ROUTE, method: input.method ?? at?.method ?? 'UNKNOWN', statusCode };
+    const site = {
+      endpoint: input.endpoint ?? at?.endpoint ?? UNMATCHED_ROUTE,
+      method: input.method ?? at?.method ?? 'UNKNOWN',
+      statusCode,
+    };
     this.report(identity, error, site, { ...how, tracked: isTracked(statusCode, this.options.captureExceptionsMinStatus) });
   }
 
@@ -136,7 +143,7 @@ export class ErrorReporter {
   private readonly customCategory = this.options.categorizeError
     ? (error: unknown) => {
         try {
-          return this.options.categorizeError!(error);
+          return this.options.categorizeError?.(error);
         } catch (failure) {
           this.failures.report('categorizeError', failure);
           return undefined;

@@ -73,7 +73,11 @@ describe('reportedError', () => {
 
   it("is the first error Mercurius's validation error holds", () => {
     const inner = new GraphQLError('Cannot query field');
-    const mercurius = Object.assign(new Error('Graphql validation error'), { code: 'MER_ERR_GQL_VALIDATION', statusCode: 400, errors: [inner] });
+    const mercurius = Object.assign(new Error('Graphql validation error'), {
+      code: 'MER_ERR_GQL_VALIDATION',
+      statusCode: 400,
+      errors: [inner],
+    });
     expect(reportedError(new GraphQLError(mercurius.message, { originalError: mercurius }))).toBe(inner);
   });
 });

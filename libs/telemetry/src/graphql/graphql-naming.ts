@@ -35,7 +35,8 @@ function nameOf(operation: AstNode): string {
   const own = operation.name?.value;
   if (typeof own === 'string' && own !== '') return own;
   const first = operation.selectionSet?.selections?.find((s) => s?.kind === 'Field' && typeof s.name?.value === 'string');
-  return first ? String(first.name!.value) : '(anonymous)';
+  const field = first?.name?.value;
+  return typeof field === 'string' ? field : '(anonymous)';
 }
 
 /** GraphQL error codes (Apollo's, graphql-js's) and the HTTP status they mean. */

@@ -11,11 +11,51 @@ import { operationOf } from '../request/request-context.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
 import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
-import { fieldPathOf, hookNestGraphqlPaths, ownTracked, trackGraphqlContext, trackedByContext, type TrackedGraphqlOperation } from './graphql-hooks.js';
+import {
+  fieldPathOf,
+  hookNestGraphqlPaths,
+  ownTracked,
+  trackGraphqlContext,
+  trackedByContext,
+  type TrackedGraphqlOperation,
+} from './graphql-hooks.js';
 import { graphqlEndpointOf, graphqlErrorStatus, INVALID_GRAPHQL_OPERATION, reportedError } from './graphql-naming.js';
 
 type DriverKind = 'apollo' | 'mercurius';
-type Start = (this: unknown, options: any) => Promise<unknown>;
+type Start = (this: unknown, options: unknown) => Promise<unknown>;
+
+/** What is read and extended of the options Nest's GraphQL module hands a driver's `start`. */
+interface DriverOptions {
+  plugins?: unknown;
+  errorFormatter?: unknown;
+}
+
+/** What is read of Apollo Server's request context, in each hook of the module's plugin. */
+interface ApolloRequestContext {
+  contextValue?: unknown;
+  request?: { operationName?: unknown; http?: { method?: unknown } };
+  document?: unknown;
+  errors?: unknown;
+  response?: { body?: { kind?: unknown; singleResult?: { errors?: unknown }; initialResult?: { errors?: unknown } } };
+}
+
+/** What is read of Mercurius: its instance (on the Fastify app), an operation's context and its request. */
+interface MercuriusInstance {
+  addHook?(name: string, hook: (...args: never[]) => Promise<void>): void;
+}
+interface MercuriusRequest {
+  method?: unknown;
+  body?: unknown;
+  query?: { operationName?: unknown };
+}
+interface MercuriusContext {
+  operationId?: unknown;
+  reply?: { request?: MercuriusRequest; raw?: unknown };
+}
+/** Mercurius's execution result, or the errors of an operation it refused. */
+interface MercuriusExecution {
+  errors?: unknown;
+}
 
 /** What Nest's `DiscoveryService` hands out (its `InstanceWrapper`), as far as it is read here. */
 interface Discovered {
@@ -27,7 +67,11 @@ interface Discovered {
 /** The class names of a class and of those it extends. */
 function classNames(type: unknown): string[] {
   const names: string[] = [];
-  for (let current = type; typeof current === 'function' && current !== Function.prototype && names.length < 10; current = Object.getPrototypeOf(current)) {
+  for (
+    let current = type;
+    typeof current === 'function' && current !== Function.prototype && names.length < 10;
+    current = Object.getPrototypeOf(current)
+  ) {
     names.push((current as { name: string }).name);
   }
   return names;
@@ -44,7 +88,7 @@ function driverKindOf(type: unknown): DriverKind | undefined {
 
 /** The telemetry of each registered driver instance; shared by every copy of the module in the process. */
 const DRIVERS = Symbol.for('nestjs-posthog-telemetry.graphql-drivers');
-const drivers: Array<{ wrapper: Discovered; telemetry: GraphqlTelemetry }> = ((globalThis as Record<symbol, unknown>)[DRIVERS] ??= []) as never;
+const drivers: { wrapper: Discovered; telemetry: GraphqlTelemetry }[] = ((globalThis as Record<symbol, unknown>)[DRIVERS] ??= []) as never;
 const HOOKED = Symbol.for('nestjs-posthog-telemetry.graphql-driver-hooked');
 
 /**
@@ -130,7 +174,7 @@ class GraphqlOperationState implements TrackedGraphqlOperation {
  */
 @Injectable()
 export class GraphqlTelemetry implements OnApplicationShutdown {
-  private readonly registered: Array<{ wrapper: Discovered; telemetry: GraphqlTelemetry }> = [];
+  private readonly registered: { wrapper: Discovered; telemetry: GraphqlTelemetry }[] = [];
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
@@ -163,11 +207,14 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
   }
 
   /** The driver's `start`, with the module's plugin or hooks. The driver starts whatever happens here. */
-  async startDriver(driver: unknown, options: any, start: Start): Promise<unknown> {
+  async startDriver(driver: unknown, options: unknown, start: Start): Promise<unknown> {
     const kind = driverKindOf((driver as object)?.constructor);
     if (kind === 'apollo') {
       this.guard('graphql plugin', () => {
-        if (options && typeof options === 'object') options.plugins = [...(Array.isArray(options.plugins) ? options.plugins : []), this.apolloPlugin()];
+        if (options && typeof options === 'object') {
+          const driverOptions = options as DriverOptions;
+          driverOptions.plugins = [...(Array.isArray(driverOptions.plugins) ? driverOptions.plugins : []), this.apolloPlugin()];
+        }
       });
       return start.call(driver, options);
     }
@@ -178,7 +225,8 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
         this.failures.report('graphql error formatter', error);
       }
       const result = await start.call(driver, options);
-      this.guard('graphql hooks', () => this.addMercuriusHooks((driver as any).httpAdapterHost?.httpAdapter?.getInstance?.()?.graphql));
+      const fastify = driver as { httpAdapterHost?: { httpAdapter?: { getInstance?(): { graphql?: unknown } | undefined } } };
+      this.guard('graphql hooks', () => this.addMercuriusHooks(fastify.httpAdapterHost?.httpAdapter?.getInstance?.()?.graphql));
       return result;
     }
     return start.call(driver, options);
@@ -187,24 +235,23 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
   // ---- Apollo Server (a plugin: one `requestDidStart` per operation, batched ones included).
 
   private apolloPlugin() {
-    const telemetry = this;
     return {
-      async requestDidStart(requestContext: any) {
+      requestDidStart: async (requestContext: ApolloRequestContext | undefined) => {
         const context = requestContext?.contextValue;
-        const state = telemetry.begin(context, requestContext?.request?.operationName, requestContext?.request?.http?.method);
+        const state = this.begin(context, requestContext?.request?.operationName, requestContext?.request?.http?.method);
         if (!state) return undefined;
         return {
-          async didResolveOperation(operationContext: any) {
+          didResolveOperation: async (operationContext: ApolloRequestContext | undefined) => {
             state.nameFrom(operationContext?.document);
           },
-          async didEncounterErrors(errorContext: any) {
-            telemetry.noteErrors(state, errorContext?.errors);
+          didEncounterErrors: async (errorContext: ApolloRequestContext | undefined) => {
+            this.noteErrors(state, errorContext?.errors);
           },
-          async willSendResponse(responseContext: any) {
+          willSendResponse: async (responseContext: ApolloRequestContext | undefined) => {
             const body = responseContext?.response?.body;
             const errors = responseContext?.errors ?? (body?.kind === 'single' ? body.singleResult?.errors : body?.initialResult?.errors);
             state.document = responseContext?.document;
-            telemetry.end(state, errors);
+            this.end(state, errors);
           },
         };
       },
@@ -213,9 +260,10 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
 
   // ---- Mercurius (hooks on its instance; its error formatter sees the errors of operations that never execute).
 
-  private addMercuriusHooks(graphql: any): void {
+  private addMercuriusHooks(found: unknown): void {
+    const graphql = found as MercuriusInstance | null | undefined;
     if (typeof graphql?.addHook !== 'function') return;
-    graphql.addHook('preParsing', async (_schema: unknown, source: unknown, context: any) => {
+    graphql.addHook('preParsing', async (_schema: unknown, source: unknown, context: MercuriusContext | undefined) => {
       const state = this.begin(context, mercuriusOperationName(context), context?.reply?.request?.method);
       if (state) {
         state.source = source;
@@ -225,7 +273,10 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
         // context that is a class instance has a prototype that lives for good.
         const batch = Object.getPrototypeOf(context);
         const isBatchEntry =
-          typeof context?.operationId === 'number' && batch && typeof batch === 'object' && Object.prototype.hasOwnProperty.call(batch, 'operationsCount');
+          typeof context?.operationId === 'number' &&
+          batch &&
+          typeof batch === 'object' &&
+          Object.prototype.hasOwnProperty.call(batch, 'operationsCount');
         if (isBatchEntry) {
           const entries = entriesOf.get(batch);
           if (entries) entries.push(state);
@@ -233,48 +284,54 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
         }
       }
     });
-    graphql.addHook('preValidation', async (_schema: unknown, document: unknown, context: any) => {
+    graphql.addHook('preValidation', async (_schema: unknown, document: unknown, context: unknown) => {
       const state = trackedByContext(context);
       if (state instanceof GraphqlOperationState) state.document = document;
     });
-    graphql.addHook('preExecution', async (_schema: unknown, document: unknown, context: any) => {
+    graphql.addHook('preExecution', async (_schema: unknown, document: unknown, context: unknown) => {
       const state = trackedByContext(context);
       if (state instanceof GraphqlOperationState) {
         state.executing = true;
         state.nameFrom(state.document ?? document);
       }
     });
-    graphql.addHook('onResolution', async (execution: any, context: any) => {
+    graphql.addHook('onResolution', async (execution: MercuriusExecution | undefined, context: unknown) => {
       const state = trackedByContext(context);
       if (state instanceof GraphqlOperationState) this.end(state, execution?.errors);
     });
   }
 
   /** Mercurius's `errorFormatter` (the app's, or Mercurius's default), noting the errors first. */
-  private async wrapMercuriusErrorFormatter(options: any): Promise<void> {
-    if (!options || typeof options !== 'object') return;
+  private async wrapMercuriusErrorFormatter(found: unknown): Promise<void> {
+    if (!found || typeof found !== 'object') return;
+    const options = found as DriverOptions;
     let formatter = options.errorFormatter;
     if (typeof formatter !== 'function') {
-      const mercurius: any = await import('mercurius');
+      const mercurius = (await import('mercurius')) as unknown as {
+        default?: { defaultErrorFormatter?: unknown };
+        defaultErrorFormatter?: unknown;
+      };
       formatter = (mercurius.default ?? mercurius).defaultErrorFormatter;
       if (typeof formatter !== 'function') return;
     }
-    const original = formatter as (this: unknown, execution: any, context: any) => unknown;
-    const telemetry = this;
-    options.errorFormatter = function (this: unknown, execution: any, context: any) {
+    const original = formatter as (this: unknown, execution: MercuriusExecution | undefined, context: unknown) => unknown;
+    // The formatter keeps the `this` Mercurius calls it with: the module's steps are arrows.
+    const noteErrors = (state: GraphqlOperationState, errors: unknown) => this.noteErrors(state, errors);
+    const end = (state: GraphqlOperationState, errors: unknown) => this.end(state, errors);
+    options.errorFormatter = function (this: unknown, execution: MercuriusExecution | undefined, context: unknown) {
       let state: GraphqlOperationState | undefined;
       try {
         const tracked = trackedByContext(context) ?? refusedBatchEntry(context, execution?.errors);
         if (tracked instanceof GraphqlOperationState && !tracked.finished) {
           state = tracked;
-          telemetry.noteErrors(state, execution?.errors);
+          noteErrors(state, execution?.errors);
         }
       } catch {
         state = undefined;
       }
       const formatted = original.call(this, execution, context);
       // An operation refused before it executed (parse, validation): its answer is this one.
-      if (state && !state.executing) telemetry.end(state, execution?.errors);
+      if (state && !state.executing) end(state, execution?.errors);
       return formatted;
     };
   }
@@ -289,7 +346,7 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
       const existing = ownTracked(context);
       if (existing instanceof GraphqlOperationState && !existing.finished) return existing;
       const request = requestOf(context);
-      const http = operationOf(request) ?? operationOf((request as any)?.raw);
+      const http = operationOf(request) ?? operationOf((request as { raw?: unknown } | null | undefined)?.raw);
       const operation = this.operations.create({
         method: typeof method === 'string' && method !== '' ? method.toUpperCase() : (http?.method ?? 'POST'),
         request,
@@ -385,11 +442,16 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
     for (const error of state.errors) {
       if (error === operation.error || isIgnoredError(error, this.options.ignoreErrors)) continue;
       const statusCode = graphqlErrorStatus(error);
-      this.errors.report(identity, error, { endpoint: operation.endpoint ?? INVALID_GRAPHQL_OPERATION, method: operation.method, statusCode }, {
-        tracked: isTracked(statusCode, this.options.captureExceptionsMinStatus),
-        handled: false,
-        mechanism: REQUEST_MECHANISM,
-      });
+      this.errors.report(
+        identity,
+        error,
+        { endpoint: operation.endpoint ?? INVALID_GRAPHQL_OPERATION, method: operation.method, statusCode },
+        {
+          tracked: isTracked(statusCode, this.options.captureExceptionsMinStatus),
+          handled: false,
+          mechanism: REQUEST_MECHANISM,
+        },
+      );
     }
   }
 
@@ -403,14 +465,17 @@ export class GraphqlTelemetry implements OnApplicationShutdown {
 }
 
 /** The request in a GraphQL context: `req` (Nest's drivers put it there), or Mercurius's `reply.request`. */
-function requestOf(context: any): unknown {
-  return context?.req ?? context?.request ?? context?.reply?.request;
+function requestOf(context: unknown): unknown {
+  const c = context as { req?: unknown; request?: unknown; reply?: { request?: unknown } } | null | undefined;
+  return c?.req ?? c?.request ?? c?.reply?.request;
 }
 
 /** The HTTP request's trace, continued by its GraphQL operations (W3C `traceparent`). */
 function traceparentOf(http: Operation | undefined): string | undefined {
   const { traceId, spanId, traceFlags } = (http ?? {}) as { traceId?: unknown; spanId?: unknown; traceFlags?: unknown };
-  return typeof traceId === 'string' && typeof spanId === 'string' ? `00-${traceId}-${spanId}-${typeof traceFlags === 'string' ? traceFlags : '01'}` : undefined;
+  return typeof traceId === 'string' && typeof spanId === 'string'
+    ? `00-${traceId}-${spanId}-${typeof traceFlags === 'string' ? traceFlags : '01'}`
+    : undefined;
 }
 
 interface NodeResponse {
@@ -438,14 +503,19 @@ function refusedBatchEntry(batch: unknown, errors: unknown): GraphqlOperationSta
 const pendingOf = new WeakMap<object, GraphqlOperationState[]>();
 
 /** The Node response the operation is answered on. */
-function responseOf(context: any, request: any): NodeResponse | undefined {
-  return context?.reply?.raw ?? request?.res ?? request?.raw?.res;
+function responseOf(context: unknown, request: unknown): NodeResponse | undefined {
+  const c = context as MercuriusContext | null | undefined;
+  const r = request as { res?: unknown; raw?: { res?: unknown } } | null | undefined;
+  return (c?.reply?.raw ?? r?.res ?? r?.raw?.res) as NodeResponse | undefined;
 }
 
 /** The `operationName` Mercurius runs: of the batch entry, of the body, or of the query string. */
-function mercuriusOperationName(context: any): unknown {
-  const request = context?.reply?.request;
+function mercuriusOperationName(context: unknown): unknown {
+  const c = context as MercuriusContext | null | undefined;
+  const request = c?.reply?.request;
   const body = request?.body;
-  if (Array.isArray(body)) return body[typeof context?.operationId === 'number' ? context.operationId : 0]?.operationName;
-  return (body && typeof body === 'object' ? body.operationName : undefined) ?? request?.query?.operationName;
+  if (Array.isArray(body)) return body[typeof c?.operationId === 'number' ? c.operationId : 0]?.operationName;
+  return (
+    (body && typeof body === 'object' ? (body as { operationName?: unknown }).operationName : undefined) ?? request?.query?.operationName
+  );
 }

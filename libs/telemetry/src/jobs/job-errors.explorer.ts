@@ -52,7 +52,7 @@ interface Discovered {
 @Injectable()
 export class JobErrorsExplorer implements OnModuleInit, OnApplicationShutdown, JobRunner {
   private readonly active: boolean;
-  private readonly registrations: Array<() => void> = [];
+  private readonly registrations: (() => void)[] = [];
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
@@ -132,14 +132,19 @@ export class JobErrorsExplorer implements OnModuleInit, OnApplicationShutdown, J
   private report(job: JobMethod, instance: object, error: unknown): void {
     this.guard('job error', () => {
       if (!firstReport(error)) return;
-      this.errors.reportCaptured(error, { endpoint: endpointOf(job, instance), method: job.method, statusCode: 500 }, { handled: false, mechanism: job.mechanism });
+      this.errors.reportCaptured(
+        error,
+        { endpoint: endpointOf(job, instance), method: job.method, statusCode: 500 },
+        { handled: false, mechanism: job.mechanism },
+      );
     });
   }
 
   /** `fn` in a Sentry isolation scope of its own (a fork of the current one), when the module has Sentry. */
   private isolated<T>(fn: () => T): () => T {
     const sentry = this.sentry;
-    return typeof sentry?.withIsolationScope === 'function' ? () => sentry.withIsolationScope!(() => fn()) : fn;
+    const withIsolationScope = sentry?.withIsolationScope;
+    return typeof withIsolationScope === 'function' ? () => withIsolationScope.call<typeof sentry, [() => T], T>(sentry, () => fn()) : fn;
   }
 
   private hook(prototype: unknown): boolean {

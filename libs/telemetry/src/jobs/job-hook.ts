@@ -12,11 +12,11 @@ const HOOKED = Symbol.for('nestjs-posthog-telemetry.job-hook');
 /** The runner of each registered instance; an instance no app registered runs its method untouched. */
 const runners = new WeakMap<object, JobRunner>();
 
-type Metadata = {
+interface Metadata {
   getOwnMetadataKeys?(target: object): unknown[];
   getOwnMetadata?(key: unknown, target: object): unknown;
   defineMetadata?(key: unknown, value: unknown, target: object): void;
-};
+}
 const reflect = Reflect as unknown as Metadata;
 
 /**

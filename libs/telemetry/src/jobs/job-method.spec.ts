@@ -3,22 +3,36 @@ import { endpointOf, eventName, jobMethodOf } from './job-method.js';
 
 /** A function carrying metadata as `SetMetadata` (and so `@Cron`, `@Interval`, `@Timeout`, `@OnEvent`) puts it. */
 function decorated(metadata: Record<string, unknown>): () => void {
-  const fn = function method() {};
+  const fn = function method() {
+    return undefined;
+  };
   for (const [key, value] of Object.entries(metadata)) Reflect.defineMetadata(key, value, fn);
   return fn;
 }
 
-class ReportJobs {}
+class ReportJobs {
+  refresh() {
+    return 'refreshed';
+  }
+}
 
 describe('jobMethodOf', () => {
   it('reads @Cron, @Interval and @Timeout by their metadata keys, with the name option', () => {
-    expect(jobMethodOf(decorated({ SCHEDULER_TYPE: 1, SCHEDULER_NAME: 'nightly' }), 'run')).toMatchObject({ kind: 'cron', method: 'CRON', name: 'nightly' });
+    expect(jobMethodOf(decorated({ SCHEDULER_TYPE: 1, SCHEDULER_NAME: 'nightly' }), 'run')).toMatchObject({
+      kind: 'cron',
+      method: 'CRON',
+      name: 'nightly',
+    });
     expect(jobMethodOf(decorated({ SCHEDULER_TYPE: 2 }), 'run')).toMatchObject({ kind: 'timeout', method: 'TIMEOUT', name: undefined });
     expect(jobMethodOf(decorated({ SCHEDULER_TYPE: 3, SCHEDULER_NAME: '' }), 'run')).toMatchObject({ kind: 'interval', name: undefined });
   });
 
   it('reads @OnEvent, one event or several', () => {
-    expect(jobMethodOf(decorated({ EVENT_LISTENER_METADATA: [{ event: 'order.created' }] }), 'on')).toMatchObject({ kind: 'event', method: 'EVENT', name: 'order.created' });
+    expect(jobMethodOf(decorated({ EVENT_LISTENER_METADATA: [{ event: 'order.created' }] }), 'on')).toMatchObject({
+      kind: 'event',
+      method: 'EVENT',
+      name: 'order.created',
+    });
     const several = decorated({ EVENT_LISTENER_METADATA: [{ event: 'order.created' }, { event: 'order.*' }, { event: 'order.created' }] });
     expect(jobMethodOf(several, 'on')?.name).toBe('order.created,order.*');
   });

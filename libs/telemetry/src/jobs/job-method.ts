@@ -37,8 +37,9 @@ const reflect = Reflect as unknown as { getMetadata?(key: unknown, target: objec
 export function jobMethodOf(fn: unknown, methodName: string): JobMethod | undefined {
   if (typeof fn !== 'function') return undefined;
   try {
-    if (typeof reflect.getMetadata !== 'function') return undefined;
-    const read = (key: string) => reflect.getMetadata!(key, fn);
+    const getMetadata = reflect.getMetadata;
+    if (typeof getMetadata !== 'function') return undefined;
+    const read = (key: string) => getMetadata.call(reflect, key, fn);
     const kind = SCHEDULER_KINDS[read(SCHEDULER_TYPE) as number];
     if (kind) {
       const name = read(SCHEDULER_NAME);
@@ -54,7 +55,13 @@ export function jobMethodOf(fn: unknown, methodName: string): JobMethod | undefi
     const events = (Array.isArray(listeners) ? listeners : [listeners]).filter((l) => l !== null && typeof l === 'object' && 'event' in l);
     if (events.length === 0) return undefined;
     const names = [...new Set(events.map((l: { event: unknown }) => eventName(l.event)))];
-    return { kind: 'event', method: 'EVENT', name: truncate(names.join(','), MAX_ENDPOINT), methodName, mechanism: 'auto.event.nestjs_posthog_telemetry' };
+    return {
+      kind: 'event',
+      method: 'EVENT',
+      name: truncate(names.join(','), MAX_ENDPOINT),
+      methodName,
+      mechanism: 'auto.event.nestjs_posthog_telemetry',
+    };
   } catch {
     return undefined;
   }

@@ -35,7 +35,12 @@ export function currentJobRun(posthog: ContextClient): JobRun | undefined {
  * events outside requests do.
  */
 export function inJobRun<T>(posthog: Pick<PostHog, 'withContext'>, run: JobRun, environment: string, fn: () => T): T {
-  const properties: Record<PropertyKey, unknown> = { request_id: run.requestId, environment, $process_person_profile: false, [JOB_RUN]: run };
+  const properties: Record<PropertyKey, unknown> = {
+    request_id: run.requestId,
+    environment,
+    $process_person_profile: false,
+    [JOB_RUN]: run,
+  };
   return posthog.withContext({ distinctId: 'server', properties: properties as Record<string, unknown> }, fn, { fresh: true });
 }
 

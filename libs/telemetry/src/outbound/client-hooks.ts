@@ -24,7 +24,10 @@ const state = () => (cached ??= sharedState());
 
 function sharedState(): { handlers: Set<OutgoingCallHandler>; installed: boolean } {
   const key = Symbol.for('nestjs-posthog-telemetry.outbound.hooks');
-  const holder = ClientRequest.prototype as unknown as Record<symbol, { handlers: Set<OutgoingCallHandler>; installed: boolean } | undefined>;
+  const holder = ClientRequest.prototype as unknown as Record<
+    symbol,
+    { handlers: Set<OutgoingCallHandler>; installed: boolean } | undefined
+  >;
   const found = holder[key];
   if (found) return found;
   const made = { handlers: new Set<OutgoingCallHandler>(), installed: false };
@@ -62,7 +65,8 @@ function undiciCall(request: UndiciRequest): OutgoingCall {
         for (let i = 0; i < headers.length; i += 2) if (String(headers[i]).toLowerCase() === wanted) return true;
         return false;
       }
-      if (typeof headers === 'string') return headers.split('\r\n').some((line) => line.slice(0, line.indexOf(':')).trim().toLowerCase() === wanted);
+      if (typeof headers === 'string')
+        return headers.split('\r\n').some((line) => line.slice(0, line.indexOf(':')).trim().toLowerCase() === wanted);
       return true; // a shape not known: touch nothing
     },
     add: (name, value) => {

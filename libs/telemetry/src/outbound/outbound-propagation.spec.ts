@@ -8,7 +8,7 @@ import { OutboundPropagation } from './outbound-propagation.js';
 
 /** The module's outbound propagation with a real client (node:http, fetch) against a loopback server. */
 describe('OutboundPropagation', () => {
-  const received: Array<{ url: string; headers: IncomingHttpHeaders }> = [];
+  const received: { url: string; headers: IncomingHttpHeaders }[] = [];
   let server: Server;
   let base: string;
   const posthog = new SharedPostHog('phc_local_mode', { host: 'http://127.0.0.1:9', disabled: true });
@@ -33,13 +33,18 @@ describe('OutboundPropagation', () => {
 
   function setUp(options: TelemetryModuleOptions, sentry?: object) {
     const resolved = resolveTelemetryOptions({ enabled: true, ...options });
-    const operations = new Operations(resolved, posthog, { finish() {} } as never, { report() {} } as never);
-    const propagation = new OutboundPropagation(resolved, posthog, { report() {} } as never, sentry as never);
+    const operations = new Operations(resolved, posthog, { finish: () => undefined } as never, { report: () => undefined } as never);
+    const propagation = new OutboundPropagation(resolved, posthog, { report: () => undefined } as never, sentry as never);
     propagation.onModuleInit();
     return { operations, propagation };
   }
 
-  const get = (url: string) => new Promise<void>((done, fail) => request(url, (res) => res.resume().on('end', done)).on('error', fail).end());
+  const get = (url: string) =>
+    new Promise<void>((done, fail) =>
+      request(url, (res) => res.resume().on('end', done))
+        .on('error', fail)
+        .end(),
+    );
   const last = () => received[received.length - 1].headers;
 
   it("adds the operation's id and traceparent inside an operation only, and stops at shutdown", async () => {
@@ -66,7 +71,7 @@ describe('OutboundPropagation', () => {
     for (const [options, dsn] of [
       [{ host: base }, undefined],
       [{}, sentry],
-    ] as Array<[TelemetryModuleOptions, object | undefined]>) {
+    ] as [TelemetryModuleOptions, object | undefined][]) {
       const { operations, propagation } = setUp(options, dsn);
       try {
         await operations.run(operations.create({ method: 'GET', requestId: 'op-3' }), () => get(`${base}/batch/`));

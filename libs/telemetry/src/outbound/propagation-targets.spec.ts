@@ -38,7 +38,11 @@ describe('propagationTargets', () => {
   it('asks a function, and takes a throwing one as no', () => {
     expect(propagationTargets((url) => url.includes('ok'), none)('http://ok/')).toBe(true);
     expect(propagationTargets((url) => url.includes('ok'), none)('http://no/')).toBe(false);
-    expect(propagationTargets(() => { throw new Error('rule'); }, none)('http://ok/')).toBe(false);
+    expect(
+      propagationTargets(() => {
+        throw new Error('rule');
+      }, none)('http://ok/'),
+    ).toBe(false);
   });
 });
 

@@ -1,11 +1,15 @@
 /** Which outgoing calls carry the operation's ids (`propagateTo`): see `TelemetryModuleOptions.propagateTo`. */
-export type PropagateTo = Array<string | RegExp> | ((url: string) => boolean);
+export type PropagateTo = (string | RegExp)[] | ((url: string) => boolean);
 
 /** `host[:port]` of a URL, lowercase, or `undefined`. */
 function hostOf(url: string): { hostname: string; host: string; origin: string } | undefined {
   try {
     const parsed = new URL(url);
-    return { hostname: parsed.hostname.toLowerCase().replace(/^\[|\]$/g, ''), host: parsed.host.toLowerCase(), origin: parsed.origin.toLowerCase() };
+    return {
+      hostname: parsed.hostname.toLowerCase().replace(/^\[|\]$/g, ''),
+      host: parsed.host.toLowerCase(),
+      origin: parsed.origin.toLowerCase(),
+    };
   } catch {
     return undefined;
   }
@@ -19,7 +23,9 @@ function matchesString(rule: string, url: string, target: NonNullable<ReturnType
     const domain = wanted.slice(2);
     return target.hostname === domain || target.hostname.endsWith('.' + domain);
   }
-  return wanted.includes(':') && !wanted.startsWith('[') && wanted.split(':').length === 2 ? target.host === wanted : target.hostname === wanted.replace(/^\[|\]$/g, '');
+  return wanted.includes(':') && !wanted.startsWith('[') && wanted.split(':').length === 2
+    ? target.host === wanted
+    : target.hostname === wanted.replace(/^\[|\]$/g, '');
 }
 
 /**
@@ -27,7 +33,7 @@ function matchesString(rule: string, url: string, target: NonNullable<ReturnType
  * module's own PostHog and Sentry), else as `propagateTo` says (default: every host). A rule that
  * throws says no. Never throws.
  */
-export function propagationTargets(propagateTo: PropagateTo | undefined, never: () => Array<string | undefined>): (url: string) => boolean {
+export function propagationTargets(propagateTo: PropagateTo | undefined, never: () => (string | undefined)[]): (url: string) => boolean {
   return (url) => {
     try {
       const target = hostOf(url);

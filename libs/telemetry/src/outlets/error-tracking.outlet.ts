@@ -38,7 +38,9 @@ export class ErrorTrackingOutlet {
       this.failures.report('captureException', failure);
       return linked(undefined);
     }
-    const done = queued.then(linked, () => linked(undefined)).catch((failure: unknown) => this.failures.report('captureException', failure));
+    const done = queued
+      .then(linked, () => linked(undefined))
+      .catch((failure: unknown) => this.failures.report('captureException', failure));
     this.sink.hold?.(done);
   }
 }

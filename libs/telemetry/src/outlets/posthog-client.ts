@@ -1,4 +1,4 @@
-import { PostHog } from 'posthog-node';
+import { PostHog, type BeforeSendFn } from 'posthog-node';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomUUID } from 'node:crypto';
 import * as http from 'node:http';
@@ -15,19 +15,23 @@ import { QueueBudget } from '../transport/queue-budget.js';
 import type { TelemetryEvent } from '../events/telemetry-events.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 
-type PostHogEvent = { event: string; properties?: Record<string, any> };
-type BeforeSend = (event: any) => any;
+/** What the steps of `before_send` read of an event: its name and properties (the request's record under a symbol key). */
+interface PostHogEvent {
+  event: string;
+  properties?: Record<PropertyKey, unknown>;
+}
+type BeforeSend = BeforeSendFn;
 
 /**
  * Redacts what posthog-node attaches to an `$exception` on its own: the
  * messages in `$exception_list` and the source lines around each stack frame.
  */
 export function scrubException(redact: (text: string) => string): BeforeSend {
-  return (event: PostHogEvent) => {
+  return <E extends PostHogEvent>(event: E) => {
     const list = event?.event === '$exception' ? event.properties?.$exception_list : undefined;
     if (!Array.isArray(list)) return event;
     // Inside a request, its raw URL (ids, query string) is also kept out, as in its api_error.
-    const operation = event.properties?.[OPERATION as unknown as string];
+    const operation = event.properties?.[OPERATION];
     const scrub = operation instanceof Operation ? withoutRawUrl(redact, operation.rawUrl, operation.endpoint ?? UNMATCHED_ROUTE) : redact;
     const clean = (value: unknown) => (typeof value === 'string' ? scrub(value) : value);
     for (const exception of list) {
@@ -40,7 +44,16 @@ export function scrubException(redact: (text: string) => string): BeforeSend {
 }
 
 /** The request's correlation, as the module's own events send it (an id such as `request_id` may look random to the redaction). */
-const CORRELATION_KEYS = new Set(['request_id', 'environment', 'trace_id', 'span_id', 'parent_span_id', 'user_id', '$session_id', '$process_person_profile']);
+const CORRELATION_KEYS = new Set([
+  'request_id',
+  'environment',
+  'trace_id',
+  'span_id',
+  'parent_span_id',
+  'user_id',
+  '$session_id',
+  '$process_person_profile',
+]);
 const isPrimitive = (value: unknown) => value === null || ['string', 'number', 'boolean'].includes(typeof value);
 
 /**
@@ -51,18 +64,19 @@ const isPrimitive = (value: unknown) => value === null || ['string', 'number', '
  * request's record (a symbol key) stays for the steps after.
  */
 export function scrubCapture(redact: (text: string) => string): BeforeSend {
-  return (event: PostHogEvent) => {
-    if (!event || typeof event !== 'object') return event;
+  return <E extends PostHogEvent>(message: E) => {
+    const event: PostHogEvent = message;
+    if (!event || typeof event !== 'object') return message;
     if (typeof event.event === 'string') event.event = redact(event.event);
     const properties = event.properties;
     if (properties && typeof properties === 'object') {
       const exception = event.event === '$exception';
       const kept = (key: string) => (exception && key === '$exception_list') || (CORRELATION_KEYS.has(key) && isPrimitive(properties[key]));
       const scrubbed: Record<PropertyKey, unknown> = scrubbedProperties(properties, redact, kept);
-      for (const key of Object.getOwnPropertySymbols(properties)) scrubbed[key] = properties[key as unknown as string];
+      for (const key of Object.getOwnPropertySymbols(properties)) scrubbed[key] = properties[key];
       event.properties = scrubbed;
     }
-    return event;
+    return message;
   };
 }
 
@@ -79,7 +93,10 @@ export interface ExceptionQueue {
 /** The request's record rides in the context under a symbol key, for `before_send`: a queued event must not keep it alive. */
 function withoutRequestRecord<T>(message: T): T {
   const properties = (message as { properties?: unknown } | null)?.properties;
-  if (properties && typeof properties === 'object') for (const key of Object.getOwnPropertySymbols(properties)) delete (properties as Record<symbol, unknown>)[key];
+  if (properties && typeof properties === 'object')
+    for (const key of Object.getOwnPropertySymbols(properties))
+      // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- symbol keys the module's context added to the event's own properties
+      delete (properties as Record<symbol, unknown>)[key];
   return message;
 }
 
@@ -91,6 +108,16 @@ type CaptureOptions = Awaited<ReturnType<PostHog['prepareEventMessage']>>['optio
 type Fetch = NonNullable<ClientOptions['fetch']>;
 type FetchOptions = Parameters<Fetch>[1];
 type FetchResponse = Awaited<ReturnType<Fetch>>;
+/** An event as posthog-node queues it (the argument of its `processBeforeEnqueue`). */
+type QueuedMessage = Parameters<PostHog['processBeforeEnqueue']>[0];
+/** What `prepareMessage` builds of an `$exception` (its types say JSON values; the timestamp may be a `Date`). */
+interface PreparedMessage {
+  event: string;
+  distinct_id: string;
+  properties?: Record<string, unknown>;
+  timestamp: Date | string;
+  uuid: string;
+}
 
 /**
  * posthog-node's requests over node:http(s), with what it reads of an answer
@@ -99,22 +126,34 @@ type FetchResponse = Awaited<ReturnType<Fetch>>;
  * while its `fetch` instrumentation (11.x, tracing on) still adds trace headers.
  */
 async function fetchOverHttp(url: string, init: FetchOptions): Promise<FetchResponse> {
-  const body = init.body === undefined || typeof init.body === 'string' || init.body instanceof Uint8Array ? init.body : new Uint8Array(await init.body.arrayBuffer());
+  const body =
+    init.body === undefined || typeof init.body === 'string' || init.body instanceof Uint8Array
+      ? init.body
+      : new Uint8Array(await init.body.arrayBuffer());
   const target = new URL(url);
   return new Promise<FetchResponse>((resolve, reject) => {
-    const request = (target.protocol === 'https:' ? https : http).request(target, { method: init.method, headers: init.headers, signal: init.signal }, (response) => {
-      const chunks: Buffer[] = [];
-      response.on('data', (chunk: Buffer) => chunks.push(chunk));
-      response.on('error', reject);
-      response.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const header = (name: string) => {
-          const value = response.headers[name.toLowerCase()];
-          return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
-        };
-        resolve({ status: response.statusCode ?? 0, headers: { get: header }, text: async () => text, json: async () => JSON.parse(text) });
-      });
-    });
+    const request = (target.protocol === 'https:' ? https : http).request(
+      target,
+      { method: init.method, headers: init.headers, signal: init.signal },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('error', reject);
+        response.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const header = (name: string) => {
+            const value = response.headers[name.toLowerCase()];
+            return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+          };
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: { get: header },
+            text: async () => text,
+            json: async () => JSON.parse(text),
+          });
+        });
+      },
+    );
     request.on('error', reject);
     request.end(body);
   });
@@ -123,7 +162,11 @@ async function fetchOverHttp(url: string, init: FetchOptions): Promise<FetchResp
 /** posthog-node skips an error carrying this mark (`ErrorTracking.isPreviouslyCapturedError`). */
 function isMarkedCaptured(error: unknown): boolean {
   try {
-    return typeof error === 'object' && error !== null && (error as { __posthog_previously_captured_error?: unknown }).__posthog_previously_captured_error === true;
+    return (
+      typeof error === 'object' &&
+      error !== null &&
+      (error as { __posthog_previously_captured_error?: unknown }).__posthog_previously_captured_error === true
+    );
   } catch {
     return false;
   }
@@ -158,19 +201,23 @@ export class SharedPostHog extends PostHog {
   constructor(apiKey: string, options: ClientOptions = {}) {
     const outside = AsyncLocalStorage.snapshot();
     const own = options.fetch;
-    let self: SharedPostHog | undefined;
+    // The client itself once built: `this` does not exist until `super()` returns, and `send` is given to it.
+    const built: { client?: SharedPostHog } = {};
     const send: Fetch = (url, init) => {
-      const untraced = self?.untraced;
+      const untraced = built.client?.untraced;
       if (untraced) return untraced(() => (own ?? fetchOverHttp)(url, init));
       return own ? own(url, init) : (fetch(url, init as RequestInit) as ReturnType<Fetch>);
     };
     super(apiKey, { ...options, fetch: (url, init) => outside(send, url, init) });
-    self = this;
+    built.client = this;
   }
 
   /** Counts its queue against `budget`, shared with the module's sender: past it, the oldest events go. */
   shareQueueBudget(budget: QueueBudget): void {
-    const host = { queue: (key: string) => this.getPersistedProperty(key as never), maxQueueSize: (this as unknown as { maxQueueSize: number }).maxQueueSize };
+    const host = {
+      queue: (key: string) => this.getPersistedProperty(key as never),
+      maxQueueSize: (this as unknown as { maxQueueSize: number }).maxQueueSize,
+    };
     this.queueBudget = budget;
     this.queueAccount = new PostHogQueueAccount(host, budget);
   }
@@ -185,21 +232,31 @@ export class SharedPostHog extends PostHog {
   }
 
   // posthog-node calls it (after `before_send`) just before queueing an event: room is made in the byte budget.
-  protected override processBeforeEnqueue(message: any): any {
+  protected override processBeforeEnqueue(message: QueuedMessage): QueuedMessage | null {
     const kept = withoutRequestRecord(super.processBeforeEnqueue(message));
-    const admitted = kept === null || this.queueAccount === undefined ? kept : this.queueAccount.admit(kept, this.persistedQueueKeyForRoute(this.getQueueRouteKey(kept)));
+    const admitted =
+      kept === null || this.queueAccount === undefined
+        ? kept
+        : this.queueAccount.admit(kept, this.persistedQueueKeyForRoute(this.getQueueRouteKey(kept)));
     const uuid = admitted === null ? undefined : (admitted as { uuid?: unknown }).uuid;
     if (typeof uuid === 'string') this.queueing.get(uuid)?.(true);
     return admitted;
   }
 
   // posthog-node queues an event it built: an `$exception` goes to the module's sender when routed there.
-  protected override enqueue(type: string, message: any, options?: CaptureOptions, route?: string): void {
+  protected override enqueue(type: string, message: unknown, options?: CaptureOptions, route?: string): void {
     const queue = this.exceptionQueue;
-    if (queue === undefined || message?.event !== '$exception' || this.optedOut) return super.enqueue(type, message, options, route);
-    const prepared = withoutRequestRecord(this.prepareMessage(message, options)) as Record<string, any>;
+    if (queue === undefined || (message as { event?: unknown } | null | undefined)?.event !== '$exception' || this.optedOut)
+      return super.enqueue(type, message, options, route);
+    const prepared = withoutRequestRecord(this.prepareMessage(message, options)) as unknown as PreparedMessage;
     const timestamp = prepared.timestamp instanceof Date ? prepared.timestamp.toISOString() : prepared.timestamp;
-    const event = { event: prepared.event, distinct_id: prepared.distinct_id, properties: prepared.properties ?? {}, timestamp, uuid: prepared.uuid };
+    const event = {
+      event: prepared.event,
+      distinct_id: prepared.distinct_id,
+      properties: prepared.properties ?? {},
+      timestamp,
+      uuid: prepared.uuid,
+    };
     // Queued whether or not anyone waits for it (`?.()` would skip its argument).
     const queued = queue.enqueue(event);
     this.queueing.get(event.uuid)?.(queued);
@@ -229,7 +286,9 @@ export class SharedPostHog extends PostHog {
     void this.captureExceptionOnce(error, distinctId, properties, uuid, flags);
   }
 
-  override captureExceptionImmediate(...[error, distinctId, properties, flags]: Parameters<PostHog['captureExceptionImmediate']>): Promise<void> {
+  override captureExceptionImmediate(
+    ...[error, distinctId, properties, flags]: Parameters<PostHog['captureExceptionImmediate']>
+  ): Promise<void> {
     if (isMarkedCaptured(error) || this.wasSent(error)) return Promise.resolve();
     if (typeof error === 'object' && error !== null) this.sentErrors.set(error, NOT_QUEUED);
     return super.captureExceptionImmediate(error, distinctId, properties, flags);
@@ -242,9 +301,12 @@ export class SharedPostHog extends PostHog {
    * not build its event (an error whose getters throw), `before_send` dropped
    * it, or the queue refused it. A link to the uuid names an event that was queued.
    */
-  captureExceptionOnce(...[error, distinctId, properties, uuid, flags]: Parameters<PostHog['captureException']>): Promise<string | undefined> {
+  captureExceptionOnce(
+    ...[error, distinctId, properties, uuid, flags]: Parameters<PostHog['captureException']>
+  ): Promise<string | undefined> {
     if (isMarkedCaptured(error)) return NOT_QUEUED;
-    if (this.wasSent(error)) return this.sentErrors.get(error as object)!;
+    const sent = typeof error === 'object' && error !== null ? this.sentErrors.get(error) : undefined;
+    if (sent !== undefined) return sent;
     const id = uuid ?? randomUUID();
     const queued = this.queuedAs(id, () => super.captureException(error, distinctId, properties, id, flags));
     if (typeof error === 'object' && error !== null) this.sentErrors.set(error, queued);
@@ -304,12 +366,19 @@ export function captureExceptionOnce(client: PostHog, ...args: Parameters<PostHo
  * mode it is disabled: it still carries the context, and sends nothing.
  */
 export function createPostHogClient(options: ResolvedTelemetryOptions, redact: Redactor, sentry: SentryApi | undefined): PostHog {
-  if (options.mode !== 'posthog') {
+  const apiKey = options.apiKey;
+  // Without a key the mode is never `posthog`.
+  if (options.mode !== 'posthog' || apiKey === undefined) {
     return new SharedPostHog('phc_local_mode', { ...options.posthogOptions, host: 'http://127.0.0.1:9', disabled: true });
   }
   const own = options.posthogOptions.before_send;
-  const beforeSend = [stampRequestIdentity, scrubException(redact), scrubCapture(redact), ...(own === undefined ? [] : Array.isArray(own) ? own : [own])];
-  const client = new SharedPostHog(options.apiKey!, {
+  const beforeSend = [
+    stampRequestIdentity,
+    scrubException(redact),
+    scrubCapture(redact),
+    ...(own === undefined ? [] : Array.isArray(own) ? own : [own]),
+  ];
+  const client = new SharedPostHog(apiKey, {
     host: options.host,
     ...(options.captureProcessErrors ? { enableExceptionAutocapture: true } : {}),
     ...options.posthogOptions,

@@ -15,7 +15,7 @@ export interface SentryScope {
 export interface SentryClient {
   on?(hook: 'beforeSendEvent', callback: (event: { event_id?: string }) => void): unknown;
   /** Sentry's queue of events being processed: each task settles with the id of the event sent, or `undefined` when none was. */
-  _promiseBuffer?: { readonly $?: ReadonlyArray<PromiseLike<unknown>> };
+  _promiseBuffer?: { readonly $?: readonly PromiseLike<unknown>[] };
 }
 
 /**
@@ -59,7 +59,6 @@ export function isCapturedBySentry(error: unknown): boolean {
   }
 }
 
-
 /** The parts of a Sentry event that can carry secrets. */
 export interface SentryEvent {
   type?: string;
@@ -67,16 +66,18 @@ export interface SentryEvent {
   logentry?: { message?: string; params?: unknown };
   transaction?: string;
   user?: { id?: string; ip_address?: unknown; email?: unknown; username?: unknown };
-  exception?: { values?: Array<{ value?: string; stacktrace?: { frames?: SdkFrame[] } }> };
+  exception?: { values?: { value?: string; stacktrace?: { frames?: SdkFrame[] } }[] };
   request?: { url?: string; query_string?: unknown; cookies?: unknown; headers?: Record<string, string>; data?: unknown; env?: unknown };
-  breadcrumbs?: Array<{ message?: string; data?: Record<string, unknown> }>;
+  breadcrumbs?: { message?: string; data?: Record<string, unknown> }[];
   extra?: Record<string, unknown>;
   tags?: Record<string, unknown>;
 }
 
 /** Sentry's name of the integration that reports unhandled rejections (and, by default, keeps the process alive). */
 const UNHANDLED_REJECTION_INTEGRATION = 'OnUnhandledRejection';
-type Integration = { name?: string };
+interface Integration {
+  name?: string;
+}
 type IntegrationsOption = Integration[] | ((defaults: Integration[]) => Integration[] | Integration) | undefined;
 
 /**
@@ -140,7 +141,16 @@ export async function connectSentry(options: ResolvedTelemetryOptions, redact: R
   return sentry;
 }
 
-const SAFE_HEADERS = new Set(['accept', 'accept-encoding', 'accept-language', 'content-type', 'content-length', 'host', 'user-agent', 'x-request-id']);
+const SAFE_HEADERS = new Set([
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'content-type',
+  'content-length',
+  'host',
+  'user-agent',
+  'x-request-id',
+]);
 /** Breadcrumb data Sentry fills with a URL's query string or fragment. */
 const QUERY_KEYS = ['url.query', 'http.query', 'url.fragment', 'http.fragment'];
 /** `GET /items/42`: the transaction name Sentry gives a request before (or without) a route. */
@@ -176,7 +186,10 @@ function templatedUrl(url: string, endpoint: string | undefined): string {
  * holds (console arguments, `extra`) are replaced by scrubbed copies, never
  * changed. A failure drops the event rather than let it go unscrubbed.
  */
-export function scrubSentryEvent(redact: Redactor = redactSecrets, context: SentryScrubContext = {}): (event: SentryEvent) => SentryEvent | null {
+export function scrubSentryEvent(
+  redact: Redactor = redactSecrets,
+  context: SentryScrubContext = {},
+): (event: SentryEvent) => SentryEvent | null {
   const frames = context.frames ?? redact;
   const clean = <T>(value: T): T => (typeof value === 'string' ? (redact(value) as T) : value);
   return (event) => {
@@ -195,15 +208,17 @@ export function scrubSentryEvent(redact: Redactor = redactSecrets, context: Sent
         delete request.data;
         delete request.env;
         if (typeof request.url === 'string') request.url = redact(templatedUrl(request.url, context.endpoint));
-        if (request.headers) {
+        const sent = request.headers;
+        if (sent) {
           const headers: Record<string, string> = {};
-          for (const name of Object.keys(request.headers)) if (SAFE_HEADERS.has(name.toLowerCase())) headers[name] = clean(request.headers[name]!);
+          for (const name of Object.keys(sent)) if (SAFE_HEADERS.has(name.toLowerCase())) headers[name] = clean(sent[name]);
           request.headers = headers;
         }
       }
       if (typeof event.transaction === 'string') {
         const http = HTTP_TRANSACTION.exec(withoutQuery(event.transaction));
-        event.transaction = http && context.endpoint !== undefined ? `${http[1]} ${context.endpoint}` : redact(withoutQuery(event.transaction));
+        event.transaction =
+          http && context.endpoint !== undefined ? `${http[1]} ${context.endpoint}` : redact(withoutQuery(event.transaction));
       }
       if (event.breadcrumbs) event.breadcrumbs = event.breadcrumbs.map((crumb) => scrubBreadcrumb(crumb, redact));
       if (event.extra) event.extra = scrubbedProperties(event.extra, redact);
@@ -220,12 +235,16 @@ export function scrubSentryEvent(redact: Redactor = redactSecrets, context: Sent
 }
 
 /** A scrubbed copy of a breadcrumb: Sentry's scope keeps the original, and a console breadcrumb holds the app's own arguments. */
-function scrubBreadcrumb(crumb: { message?: string; data?: Record<string, unknown> }, redact: Redactor): { message?: string; data?: Record<string, unknown> } {
+function scrubBreadcrumb(
+  crumb: { message?: string; data?: Record<string, unknown> },
+  redact: Redactor,
+): { message?: string; data?: Record<string, unknown> } {
   if (typeof crumb !== 'object' || crumb === null) return crumb;
   const copy = { ...crumb };
   if (typeof copy.message === 'string') copy.message = redact(copy.message);
   if (copy.data && typeof copy.data === 'object') {
     const data: Record<string, unknown> = { ...copy.data };
+    // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- removes fixed keys (QUERY_KEYS) from a copy of the breadcrumb's data
     for (const key of QUERY_KEYS) delete data[key];
     if (typeof data.url === 'string') data.url = withoutQuery(data.url);
     copy.data = scrubbedProperties(data, redact);

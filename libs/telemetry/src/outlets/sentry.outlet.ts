@@ -18,7 +18,9 @@ export interface SentryReport {
   trace?: { traceId: string; spanId?: string; parentSpanId?: string };
 }
 
-type TraceContextOf = { contexts?: { trace?: { trace_id?: string; span_id?: string; parent_span_id?: string }; [key: string]: unknown } };
+interface TraceContextOf {
+  contexts?: { trace?: { trace_id?: string; span_id?: string; parent_span_id?: string }; [key: string]: unknown };
+}
 
 /** Gives an event without a trace of Sentry's own (tracing off) the operation's, so it lines up with the PostHog events. */
 function withTrace(trace: NonNullable<SentryReport['trace']>) {
@@ -160,7 +162,7 @@ export class SentryOutlet {
 }
 
 /** The tasks in Sentry's processing queue, when this `@sentry/node` lets them be read. */
-function tasksOf(client: SentryClient | undefined): ReadonlyArray<PromiseLike<unknown>> | undefined {
+function tasksOf(client: SentryClient | undefined): readonly PromiseLike<unknown>[] | undefined {
   try {
     const tasks = client?._promiseBuffer?.$;
     return Array.isArray(tasks) ? tasks : undefined;

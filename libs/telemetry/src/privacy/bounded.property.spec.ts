@@ -25,7 +25,10 @@ const secretValue = fc.oneof(
   secretString,
   fc.array(secretString, { minLength: 1, maxLength: 3 }),
   fc.dictionary(fc.constantFrom('value', 'raw', 'v'), secretString, { minKeys: 1 }),
-  fc.integer().map((n) => BigInt(n) * 10n ** 30n + 7777777777n).map((n) => Object.assign(new Error(`${MARK}${n}`), { hint: n })),
+  fc
+    .integer()
+    .map((n) => BigInt(n) * 10n ** 30n + 7777777777n)
+    .map((n) => Object.assign(new Error(`${MARK}${n}`), { hint: n })),
 );
 const sensitiveKey = fc.constantFrom(
   'password',
@@ -57,8 +60,18 @@ const sensitiveKey = fc.constantFrom(
   'ssn',
 );
 /** Ordinary keys: never sensitive, never the marker. */
-const plainKey = fc.oneof(fc.constantFrom('id', 'name', 'data', 'headers', 'body', 'user', 'items', 'meta', 'config'), fc.string({ maxLength: 12 }).map((s) => `k_${s}`));
-const plainLeaf = fc.oneof(fc.string({ maxLength: 40 }), fc.integer(), fc.boolean(), fc.constant(null), fc.double(), fc.date({ noInvalidDate: false }));
+const plainKey = fc.oneof(
+  fc.constantFrom('id', 'name', 'data', 'headers', 'body', 'user', 'items', 'meta', 'config'),
+  fc.string({ maxLength: 12 }).map((s) => `k_${s}`),
+);
+const plainLeaf = fc.oneof(
+  fc.string({ maxLength: 40 }),
+  fc.integer(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.double(),
+  fc.date({ noInvalidDate: false }),
+);
 
 /** Trees of objects and arrays, with sensitive keys holding secrets at any depth. */
 const { tree } = fc.letrec<{ tree: unknown; node: unknown }>((tie) => ({
@@ -131,8 +144,14 @@ describe('toBoundedJson (properties)', () => {
   it.each<[string, () => unknown]>([
     ['10 objects of 100 keys of 300 characters (keys are not in the character budget)', () => wideObjects(10, 300, 'k')],
     ['10 objects of 100 keys of 300 control characters (keys, escaped ×6)', () => wideObjects(10, 300, '\u0001')],
-    ['20 strings of 2000 control characters (each escaped to \\u0001: ×6)', () => Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`s${i}`, '\u0001'.repeat(2_000)]))],
-    ['20 strings of 2000 quotes (escaped ×2)', () => Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`s${i}`, '"'.repeat(2_000)]))],
+    [
+      '20 strings of 2000 control characters (each escaped to \\u0001: ×6)',
+      () => Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`s${i}`, '\u0001'.repeat(2_000)])),
+    ],
+    [
+      '20 strings of 2000 quotes (escaped ×2)',
+      () => Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`s${i}`, '"'.repeat(2_000)])),
+    ],
     ['an array of 100 strings of 2000 characters', () => Array.from({ length: 100 }, (_, i) => String(i).repeat(2_000))],
   ])('stays under 100 kB of JSON: %s', (_label, make) => {
     const json = JSON.stringify(toBoundedJson(make())) ?? '';
@@ -141,6 +160,11 @@ describe('toBoundedJson (properties)', () => {
 
   it('keeps ordinary keys and values (a sanity check of the generators)', () => {
     const value = { id: 7, name: 'Popcorn', nested: { password: `${MARK}x`, ok: true }, list: [{ token: `${MARK}y`, n: 1 }] };
-    expect(toBoundedJson(value)).toEqual({ id: 7, name: 'Popcorn', nested: { password: '[REDACTED]', ok: true }, list: [{ token: '[REDACTED]', n: 1 }] });
+    expect(toBoundedJson(value)).toEqual({
+      id: 7,
+      name: 'Popcorn',
+      nested: { password: '[REDACTED]', ok: true },
+      list: [{ token: '[REDACTED]', n: 1 }],
+    });
   });
 });

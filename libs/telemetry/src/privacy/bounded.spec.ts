@@ -116,7 +116,11 @@ describe('safeString', () => {
   });
 
   it('a function prints its source', () => {
-    expect(safeString(function namedFn() {})).toContain('namedFn');
+    expect(
+      safeString(function namedFn() {
+        return 1;
+      }),
+    ).toContain('namedFn');
   });
 
   it.each<[string, unknown]>([
@@ -129,7 +133,13 @@ describe('safeString', () => {
 
   it('bounds long strings, long JSON and long function sources to max', () => {
     const longFn = new Function(`return ${JSON.stringify('z'.repeat(5000))};`);
-    const values: unknown[] = ['s'.repeat(10_000), { big: 'y'.repeat(3000), more: 'w'.repeat(3000) }, Array(1000).fill('item'), longFn, Symbol('q'.repeat(5000))];
+    const values: unknown[] = [
+      's'.repeat(10_000),
+      { big: 'y'.repeat(3000), more: 'w'.repeat(3000) },
+      Array(1000).fill('item'),
+      longFn,
+      Symbol('q'.repeat(5000)),
+    ];
     for (const value of values) {
       expect(safeString(value).length).toBeLessThanOrEqual(MAX_STRING_LENGTH);
       expect(safeString(value, 300).length).toBeLessThanOrEqual(300);
@@ -201,7 +211,14 @@ describe('toBoundedJson', () => {
   });
 
   it('drops functions and undefined from objects', () => {
-    const out = toBoundedJson({ fn: () => 1, method() {}, missing: undefined, kept: 0 });
+    const out = toBoundedJson({
+      fn: () => 1,
+      method() {
+        return 1;
+      },
+      missing: undefined,
+      kept: 0,
+    });
     expect(out).toEqual({ kept: 0 });
     expect(Object.keys(out as object)).toEqual(['kept']);
     expect(toBoundedJson(() => 1)).toBeUndefined();
@@ -266,7 +283,7 @@ describe('toBoundedJson', () => {
     };
     let deep: any = 'bottom';
     for (let i = 0; i < 10_000; i++) deep = [deep];
-    const cases: Array<[string, unknown]> = [
+    const cases: [string, unknown][] = [
       ['BigInt', 2n ** 200n],
       ['BigInt nested', { a: [1n, { b: 2n }] }],
       ['circular', circular],
@@ -307,7 +324,10 @@ describe('toBoundedJson with redaction (issue 13)', () => {
   const secret = `ghp_${'A1b2C3d4E5'.repeat(4)}`;
 
   it('sends bytes as their text, redacted, never as numbers', () => {
-    const out = toBoundedJson({ payload: Buffer.from(`token ${secret}`), view: new Uint8Array(Buffer.from(secret)) }, redactSecrets) as Record<string, unknown>;
+    const out = toBoundedJson(
+      { payload: Buffer.from(`token ${secret}`), view: new Uint8Array(Buffer.from(secret)) },
+      redactSecrets,
+    ) as Record<string, unknown>;
     expect(out.payload).toBe('token [REDACTED]');
     expect(out.view).toBe('[REDACTED]');
     expect(JSON.stringify(out)).not.toContain(String(secret.charCodeAt(0)));

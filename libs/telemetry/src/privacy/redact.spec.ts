@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { SECRET_SHAPES } from '../../../../test/support/secret-shapes.js';
 import { GITLEAKS_RULES } from './gitleaks-rules.generated.js';
-import { composeRedactor, entropy, isSensitiveKey, MAX_REDACTED_INPUT, REDACTED, redactEmails, redactSecrets } from './redact.js';
+import { composeRedactor, entropy, isSensitiveKey, MAX_REDACTED_INPUT, redactEmails, redactSecrets } from './redact.js';
 
 /** Fixed seed: a failure names its counterexample, and the next run finds the same one. */
 const SEED = 20_240_917;
@@ -24,7 +24,7 @@ interface Shape {
   secrets: string[];
 }
 
-const shapes: Array<[string, fc.Arbitrary<Shape>]> = [
+const shapes: [string, fc.Arbitrary<Shape>][] = [
   ['Bearer <token>', chars(`${ALNUM}-._~+/`, 16, 64).map((t) => ({ text: `Bearer ${t}`, secrets: [t] }))],
   ['phc_<32 alnum>', chars(ALNUM, 32, 32).map((k) => ({ text: `phc_${k}`, secrets: [k] }))],
   ['phx_<key>', chars(ALNUM, 20, 48).map((k) => ({ text: `phx_${k}`, secrets: [k] }))],
@@ -40,10 +40,12 @@ const shapes: Array<[string, fc.Arbitrary<Shape>]> = [
   ],
   [
     'https://user:pass@host/path',
-    fc.tuple(chars(ALNUM, 6, 16), chars(`${ALNUM}-._~!$*+`, 8, 32), chars('abcdefghijklmnopqrstuvwxyz', 3, 12)).map(([user, pass, host]) => ({
-      text: `https://${user}:${pass}@${host}.example.com/v1/items`,
-      secrets: [pass],
-    })),
+    fc
+      .tuple(chars(ALNUM, 6, 16), chars(`${ALNUM}-._~!$*+`, 8, 32), chars('abcdefghijklmnopqrstuvwxyz', 3, 12))
+      .map(([user, pass, host]) => ({
+        text: `https://${user}:${pass}@${host}.example.com/v1/items`,
+        secrets: [pass],
+      })),
   ],
   [
     'https://host/path?token=<x>&email=<e>',
@@ -137,10 +139,21 @@ describe('redactSecrets', () => {
       expect(redactSecrets(once)).toBe(once);
     });
 
-    it.each(['password', 'PASSWORD', 'api_key', 'API-KEY', 'apiKey', 'Authorization', 'access_token', 'set-cookie', 'client_secret', 'db_password', 'newPassword', 'x-api-key', 'stripeApiKey'])(
-      'isSensitiveKey(%j)',
-      (key) => expect(isSensitiveKey(key)).toBe(true),
-    );
+    it.each([
+      'password',
+      'PASSWORD',
+      'api_key',
+      'API-KEY',
+      'apiKey',
+      'Authorization',
+      'access_token',
+      'set-cookie',
+      'client_secret',
+      'db_password',
+      'newPassword',
+      'x-api-key',
+      'stripeApiKey',
+    ])('isSensitiveKey(%j)', (key) => expect(isSensitiveKey(key)).toBe(true));
     // Names that merely contain "password" (passwordPolicy) are redacted too: a false positive costs less than a leak.
     it.each(['id', 'name', 'email', 'status', 'message', 'tokens_used', 'token_count'])('not isSensitiveKey(%j)', (key) =>
       expect(isSensitiveKey(key)).toBe(false),
@@ -149,7 +162,11 @@ describe('redactSecrets', () => {
 
   describe('properties', () => {
     it('never throws, for any string (ASCII, UTF-16 with lone surrogates, long)', () => {
-      for (const arb of [fc.string({ maxLength: 500 }), fc.string({ unit: 'binary', maxLength: 500 }), fc.string({ unit: 'grapheme', maxLength: 200 })]) {
+      for (const arb of [
+        fc.string({ maxLength: 500 }),
+        fc.string({ unit: 'binary', maxLength: 500 }),
+        fc.string({ unit: 'grapheme', maxLength: 200 }),
+      ]) {
         fc.assert(
           fc.property(arb, (s) => typeof redactSecrets(s) === 'string'),
           { seed: SEED, numRuns: RUNS },
@@ -325,6 +342,8 @@ describe('redactEmails', () => {
 describe('composeRedactor with patterns', () => {
   it('replaces every match of each pattern, after the built-in redaction', () => {
     const redact = composeRedactor([/cust_\d+/, /order-[a-z]+/gi], () => undefined);
-    expect(redact('cust_123 bought ORDER-abc and cust_456, key phc_abcdefghij1234')).toBe('[REDACTED] bought [REDACTED] and [REDACTED], key phc_[REDACTED]');
+    expect(redact('cust_123 bought ORDER-abc and cust_456, key phc_abcdefghij1234')).toBe(
+      '[REDACTED] bought [REDACTED] and [REDACTED], key phc_[REDACTED]',
+    );
   });
 });

@@ -56,7 +56,7 @@ interface CompiledRules {
   /** Rules without a keyword: they always run (none in the current table). */
   always: CompiledRule[];
   /** Keywords by their first two characters (lowercase), each with the rules it enables. */
-  byPrefix: Map<number, Array<[string, CompiledRule[]]>>;
+  byPrefix: Map<number, [string, CompiledRule[]][]>;
 }
 let compiled: CompiledRules | undefined;
 const pairCode = (text: string, at: number) => (text.charCodeAt(at) << 16) | text.charCodeAt(at + 1);
@@ -71,7 +71,7 @@ function gitleaksRules(): CompiledRules {
   }));
   const byKeyword = new Map<string, CompiledRule[]>();
   for (const rule of rules) for (const keyword of rule.keywords) byKeyword.set(keyword, [...(byKeyword.get(keyword) ?? []), rule]);
-  const byPrefix = new Map<number, Array<[string, CompiledRule[]]>>();
+  const byPrefix = new Map<number, [string, CompiledRule[]][]>();
   for (const [keyword, enabled] of byKeyword) {
     if (keyword.length < 2) continue;
     const code = pairCode(keyword, 0);
@@ -102,11 +102,13 @@ function rulesFor(text: string): CompiledRule[] {
 
 /** Replaces the secret of every match of gitleaks' rules (those whose keyword the text holds) with `[REDACTED]`. */
 function redactByRules(text: string): string {
-  const spans: Array<[number, number]> = [];
+  const spans: [number, number][] = [];
   for (const rule of rulesFor(text)) {
     rule.regex.lastIndex = 0;
     for (const match of text.matchAll(rule.regex)) {
-      const indices = match.indices!;
+      // The rules' regexes have the `d` flag: every match has its indices.
+      const indices = match.indices;
+      if (!indices) continue;
       let g = rule.group;
       if (g === 0) for (let i = 1; i < match.length && g === 0; i++) if (match[i] !== undefined && match[i] !== '') g = i;
       const span = indices[g] ?? indices[0];
@@ -166,7 +168,12 @@ function redactUrl(url: string): string {
   if (at > 0) {
     const userinfo = authorityAndPath.slice(0, at);
     const colon = userinfo.indexOf(':');
-    if (colon >= 0 && !userinfo.slice(0, colon).includes('/') && !/^\d{1,5}(?:\/|$)/.test(userinfo.slice(colon + 1)) && userinfo !== REDACTED) {
+    if (
+      colon >= 0 &&
+      !userinfo.slice(0, colon).includes('/') &&
+      !/^\d{1,5}(?:\/|$)/.test(userinfo.slice(colon + 1)) &&
+      userinfo !== REDACTED
+    ) {
       rest = `${REDACTED}${rest.slice(at)}`;
     }
   }
@@ -193,10 +200,11 @@ const VALUE_END = /[\s"'&,;}<>)\]]/;
 function valueEnd(text: string, from: number): number {
   const limit = Math.min(text.length, from + 4096);
   let end = from;
-  while (end < limit && !VALUE_END.test(text[end]!)) end++;
+  while (end < limit && !VALUE_END.test(text[end])) end++;
   return end;
 }
-const SENSITIVE_SUFFIX = /(?:token|secret|password|passwd|pwd|apikey|accountkey|accesskey|secretkey|privatekey|signingkey|credentials?|sharedaccesskey|connectionstring)$/;
+const SENSITIVE_SUFFIX =
+  /(?:token|secret|password|passwd|pwd|apikey|accountkey|accesskey|secretkey|privatekey|signingkey|credentials?|sharedaccesskey|connectionstring)$/;
 const MAYBE_SENSITIVE = /key|sig|cred|salt|dsn|pass/;
 const KeyKind = { Plain: 0, Maybe: 1, Secret: 2 } as const;
 type KeyKind = (typeof KeyKind)[keyof typeof KeyKind];
@@ -207,7 +215,12 @@ function keyKind(key: string): KeyKind {
   if (kind !== undefined) return kind;
   const normal = key.toLowerCase().replace(/[-_]/g, '');
   const last = normal.slice(normal.lastIndexOf('.') + 1);
-  kind = isSensitiveKey(key) || isSensitiveKey(last) || SENSITIVE_SUFFIX.test(last) ? KeyKind.Secret : MAYBE_SENSITIVE.test(normal) ? KeyKind.Maybe : KeyKind.Plain;
+  kind =
+    isSensitiveKey(key) || isSensitiveKey(last) || SENSITIVE_SUFFIX.test(last)
+      ? KeyKind.Secret
+      : MAYBE_SENSITIVE.test(normal)
+        ? KeyKind.Maybe
+        : KeyKind.Plain;
   if (keyKinds.size >= 512) keyKinds.clear();
   keyKinds.set(key, kind);
   return kind;
@@ -259,12 +272,14 @@ function redactKeyValues(text: string): string {
  * Pairs of JSON escaped more than once (a JSON text holding escaped JSON, serialised again, as a thrown object's
  * message is): `\\\"password\\\":\\\"…\\\"`. The value goes as `redactKeyValues` decides for a pair.
  */
-const NESTED_ESCAPED_PAIR = /(\\{2,15}"([A-Za-z0-9_.-]{1,80})\\{2,15}"[ \t]{0,3}:[ \t]{0,3}\\{2,15}")((?:[^"\\]|\\(?!\\{0,14}")){0,4096})(?=\\{1,15}")/g;
+const NESTED_ESCAPED_PAIR =
+  /(\\{2,15}"([A-Za-z0-9_.-]{1,80})\\{2,15}"[ \t]{0,3}:[ \t]{0,3}\\{2,15}")((?:[^"\\]|\\(?!\\{0,14}")){0,4096})(?=\\{1,15}")/g;
 function redactNestedEscapedPairs(text: string): string {
   if (!text.includes('\\\\"')) return text;
   return text.replace(NESTED_ESCAPED_PAIR, (pair: string, head: string, key: string, value: string) => {
     const kind = keyKind(key);
-    const secret = value !== '' && !value.startsWith('[REDACTED') && (kind === KeyKind.Secret || (kind === KeyKind.Maybe && looksRandom(value)));
+    const secret =
+      value !== '' && !value.startsWith('[REDACTED') && (kind === KeyKind.Secret || (kind === KeyKind.Maybe && looksRandom(value)));
     return secret ? `${head}${REDACTED}` : pair;
   });
 }
@@ -286,7 +301,12 @@ const BARE_TOKEN = /(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{32,512}={0,2}(?![A-Za-z
 function redactRandomTokens(text: string): string {
   return text.replace(BARE_TOKEN, (token) => {
     if (!/[a-z]/.test(token) || !/[A-Z]/.test(token) || !/\d/.test(token)) return token;
-    if (token.includes('/') && token.split('/').some((part) => /^[a-z]{3,}$/i.test(part) && part.length >= 3) && !/^[A-Za-z0-9+/]{40}$/.test(token)) return token; // a path
+    if (
+      token.includes('/') &&
+      token.split('/').some((part) => /^[a-z]{3,}$/i.test(part) && part.length >= 3) &&
+      !/^[A-Za-z0-9+/]{40}$/.test(token)
+    )
+      return token; // a path
     return entropy(token) >= 4.2 ? REDACTED : token;
   });
 }
@@ -296,7 +316,7 @@ function redactRandomTokens(text: string): string {
  * providers' keys). Each keeps what identifies the kind (`Bearer `, `phc_`, `password=`) and replaces the secret.
  * Every repetition is bounded, so a pattern reads at most a few thousand characters from where it starts.
  */
-const SECRET_PATTERNS: Array<[RegExp, string]> = [
+const SECRET_PATTERNS: [RegExp, string][] = [
   // Authorization header values: Bearer with any token of 6 characters or more; Basic and Token only when they
   // look like credentials ("Token validation failed" and "Basic authentication" are no tokens)
   [/\b(Bearer)\s{1,10}(?!\[REDACTED\])[A-Za-z0-9\-._~+/]{6,4096}={0,3}/gi, `$1 ${REDACTED}`],
@@ -387,11 +407,19 @@ export type RedactOption = ((text: string) => string) | RegExp[];
  * `redact`; when that throws the text is not sent at all (`[REDACTED]`) and
  * `onFailure` hears of it.
  */
-export function composeRedactor(own: RedactOption | undefined, onFailure: (error: unknown) => void, emails = false): (text: string) => string {
+export function composeRedactor(
+  own: RedactOption | undefined,
+  onFailure: (error: unknown) => void,
+  emails = false,
+): (text: string) => string {
   const builtIn = emails ? (text: string) => redactEmails(redactSecrets(text)) : redactSecrets;
   if (!own) return builtIn;
   const apply = Array.isArray(own)
-    ? (text: string) => own.reduce((out, pattern) => out.replace(pattern.global ? pattern : new RegExp(pattern.source, pattern.flags + 'g'), REDACTED), text)
+    ? (text: string) =>
+        own.reduce(
+          (out, pattern) => out.replace(pattern.global ? pattern : new RegExp(pattern.source, pattern.flags + 'g'), REDACTED),
+          text,
+        )
     : own;
   return (text) => {
     try {

@@ -16,8 +16,16 @@ describe('scrubbedValue', () => {
   });
 
   it('sends bytes as a short marker, never byte by byte', () => {
-    const out = scrubbedValue({ buffer: Buffer.from('secret bytes'), view: new Uint8Array(4), raw: new ArrayBuffer(8), words: new Uint32Array(2) }, redactSecrets) as Record<string, unknown>;
-    expect(out).toEqual({ buffer: '[Buffer 12 bytes]', view: '[Uint8Array 4 bytes]', raw: '[ArrayBuffer 8 bytes]', words: '[Uint32Array 8 bytes]' });
+    const out = scrubbedValue(
+      { buffer: Buffer.from('secret bytes'), view: new Uint8Array(4), raw: new ArrayBuffer(8), words: new Uint32Array(2) },
+      redactSecrets,
+    ) as Record<string, unknown>;
+    expect(out).toEqual({
+      buffer: '[Buffer 12 bytes]',
+      view: '[Uint8Array 4 bytes]',
+      raw: '[ArrayBuffer 8 bytes]',
+      words: '[Uint32Array 8 bytes]',
+    });
     expect(bytesMarker(Buffer.alloc(123))).toBe('[Buffer 123 bytes]');
   });
 
@@ -31,14 +39,21 @@ describe('scrubbedValue', () => {
       },
     });
     const deep = { a: { b: { c: { d: { e: { f: { g: 1 } } } } } } };
-    const out = JSON.stringify(scrubbedValue({ cyclic, hostile, deep, wide: Array.from({ length: 500 }, (_, i) => i), long: 'z'.repeat(100_000) }, redactSecrets));
+    const out = JSON.stringify(
+      scrubbedValue({ cyclic, hostile, deep, wide: Array.from({ length: 500 }, (_, i) => i), long: 'z'.repeat(100_000) }, redactSecrets),
+    );
     expect(out).toContain('[Circular]');
     expect(out).toContain('[unreadable]');
     expect(out).toContain('[Too deep]');
     expect(out).toContain('[400 more items]');
     expect(out.length).toBeLessThan(40_000);
     // The whole tree shares one budget: a thousand long strings cost no more than the cap.
-    const many = JSON.stringify(scrubbedValue(Array.from({ length: 100 }, () => 'y'.repeat(5000)), redactSecrets));
+    const many = JSON.stringify(
+      scrubbedValue(
+        Array.from({ length: 100 }, () => 'y'.repeat(5000)),
+        redactSecrets,
+      ),
+    );
     expect(many.length).toBeLessThan(40_000);
   });
 
@@ -81,7 +96,12 @@ describe('scrubSentryEvent', () => {
     const argument = { apiKey: 'k', note: `t ${TOKEN}`, payload: Buffer.from('bytes') };
     const crumb = { message: `log ${TOKEN}`, data: { arguments: [argument] } };
     const event: SentryEvent = {
-      breadcrumbs: [{ data: { url: 'https://api.example.com/v1/x?page=2#frag', 'url.query': 'page=2', 'url.fragment': 'frag', 'http.query': 'page=2' } }, crumb],
+      breadcrumbs: [
+        {
+          data: { url: 'https://api.example.com/v1/x?page=2#frag', 'url.query': 'page=2', 'url.fragment': 'frag', 'http.query': 'page=2' },
+        },
+        crumb,
+      ],
     };
     const out = scrubSentryEvent(redactSecrets)(event)!;
     expect(out.breadcrumbs![0]!.data).toEqual({ url: 'https://api.example.com/v1/x' });
@@ -95,7 +115,13 @@ describe('scrubSentryEvent', () => {
   it('names the route instead of the raw path in request.url and transaction, and keeps only harmless headers', () => {
     const event: SentryEvent = {
       transaction: 'GET /reset/acct77?x=1',
-      request: { url: 'http://127.0.0.1:3000/reset/acct77?x=1', query_string: 'x=1', cookies: { sid: 's' }, data: '{}', headers: { 'user-agent': 'ua', 'x-api-key': 'k' } },
+      request: {
+        url: 'http://127.0.0.1:3000/reset/acct77?x=1',
+        query_string: 'x=1',
+        cookies: { sid: 's' },
+        data: '{}',
+        headers: { 'user-agent': 'ua', 'x-api-key': 'k' },
+      },
     };
     const out = scrubSentryEvent(redactSecrets, { endpoint: '/reset/:token' })(event)!;
     expect(out.transaction).toBe('GET /reset/:token');
@@ -113,7 +139,7 @@ describe('withNodeRejectionHandling', () => {
   const defaults = [{ name: 'Http' }, { name: 'OnUnhandledRejection' }, { name: 'OnUncaughtException' }];
 
   it("leaves Sentry's default rejection handler out, whatever form the app's integrations take", () => {
-    const names = (list: Array<{ name?: string }>) => list.map((i) => i.name);
+    const names = (list: { name?: string }[]) => list.map((i) => i.name);
     expect(names(withNodeRejectionHandling(undefined)(defaults))).toEqual(['Http', 'OnUncaughtException']);
     expect(names(withNodeRejectionHandling((all) => all.filter((i) => i.name !== 'Http'))(defaults))).toEqual(['OnUncaughtException']);
     expect(names(withNodeRejectionHandling([{ name: 'Extra' }])(defaults))).toEqual(['Http', 'OnUncaughtException', 'Extra']);

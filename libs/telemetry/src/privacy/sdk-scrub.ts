@@ -136,7 +136,11 @@ export function scrubbedValue(value: unknown, redact: (text: string) => string):
  * properties themselves are not a nesting level), keeping the keys `keep`
  * accepts as they are (what was scrubbed by other means).
  */
-export function scrubbedProperties(properties: object, redact: (text: string) => string, keep?: (key: string) => boolean): Record<string, unknown> {
+export function scrubbedProperties(
+  properties: object,
+  redact: (text: string) => string,
+  keep?: (key: string) => boolean,
+): Record<string, unknown> {
   try {
     return scrubEntries(properties, -1, newWalk(redact), keep);
   } catch {
@@ -175,15 +179,20 @@ const MAX_SOURCE_LINES = 10;
  */
 export function scrubFrame(frame: SdkFrame, redact: (text: string) => string): void {
   if (typeof frame !== 'object' || frame === null) return;
-  const line = (text: unknown) => (typeof text === 'string' ? truncate(redact(text.length > MAX_SOURCE_LINE * 2 ? text.slice(0, MAX_SOURCE_LINE * 2) : text), MAX_SOURCE_LINE) : undefined);
+  const line = (text: unknown) =>
+    typeof text === 'string'
+      ? truncate(redact(text.length > MAX_SOURCE_LINE * 2 ? text.slice(0, MAX_SOURCE_LINE * 2) : text), MAX_SOURCE_LINE)
+      : undefined;
   const lines = (list: unknown) => (Array.isArray(list) ? list.slice(-MAX_SOURCE_LINES).map((text) => line(text) ?? '') : undefined);
   for (const key of ['filename', 'module', 'abs_path', 'context_line'] as const) {
     if (frame[key] === undefined) continue;
     const clean = line(frame[key]);
+    // eslint-disable-next-line @typescript-eslint/no-dynamic-delete -- `key` is one of the four fields above; the SDK's frame is scrubbed in place
     if (clean === undefined) delete frame[key];
     else frame[key] = clean;
   }
   if (frame.pre_context !== undefined) frame.pre_context = lines(frame.pre_context);
-  if (frame.post_context !== undefined) frame.post_context = Array.isArray(frame.post_context) ? lines(frame.post_context.slice(0, MAX_SOURCE_LINES)) : undefined;
+  if (frame.post_context !== undefined)
+    frame.post_context = Array.isArray(frame.post_context) ? lines(frame.post_context.slice(0, MAX_SOURCE_LINES)) : undefined;
   delete frame.vars;
 }

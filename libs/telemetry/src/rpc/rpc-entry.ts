@@ -10,7 +10,14 @@ import { TelemetryFailures } from '../telemetry-failures.js';
 import { SENTRY, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { incomingFields } from './rpc-correlation.js';
-import { hookMicroservices, markRpcOperation, propagateWhileLive, registerRpcApp, type MicroservicesPackage, type RpcRunner } from './rpc-hooks.js';
+import {
+  hookMicroservices,
+  markRpcOperation,
+  propagateWhileLive,
+  registerRpcApp,
+  type MicroservicesPackage,
+  type RpcRunner,
+} from './rpc-hooks.js';
 import { rpcEndpoint, rpcStatusOf } from './rpc-pattern.js';
 
 /** `method` of a request-response message (`ClientProxy.send`, `@MessagePattern`). */
@@ -55,7 +62,7 @@ export async function loadMicroservices(): Promise<MicroservicesPackage | undefi
  */
 @Injectable()
 export class RpcEntry implements OnApplicationShutdown, RpcRunner {
-  private readonly undo: Array<() => void> = [];
+  private readonly undo: (() => void)[] = [];
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
@@ -173,8 +180,25 @@ export class RpcEntry implements OnApplicationShutdown, RpcRunner {
 
 /** Longest session or distinct id kept, as for the frontend's headers. */
 const MAX_TRACING_VALUE = 200;
+// eslint-disable-next-line no-control-regex -- control characters are what it refuses
 const UNUSABLE_CHARS = /[\x00-\x1f\x7f-\x9f,]/;
-const ILLEGAL_IDS = new Set(['undefined', 'null', 'anonymous', 'guest', 'distinct_id', 'distinctid', 'id', 'not_authenticated', 'email', 'true', 'false', '0', 'nan', 'none', '[object object]']);
+const ILLEGAL_IDS = new Set([
+  'undefined',
+  'null',
+  'anonymous',
+  'guest',
+  'distinct_id',
+  'distinctid',
+  'id',
+  'not_authenticated',
+  'email',
+  'true',
+  'false',
+  '0',
+  'nan',
+  'none',
+  '[object object]',
+]);
 
 /** A usable session or distinct id from a message, or `undefined` (the rules of the frontend's headers). */
 function tracingValue(value: string | undefined): string | undefined {
@@ -189,6 +213,11 @@ function tracingValue(value: string | undefined): string | undefined {
 export const RPC_ENTRY_PROVIDER: Provider = {
   provide: RpcEntry,
   inject: [TELEMETRY_OPTIONS, Operations, TelemetryFailures, ModulesContainer, { token: SENTRY, optional: true }],
-  useFactory: async (options: ResolvedTelemetryOptions, operations: Operations, failures: TelemetryFailures, modules: ModulesContainer, sentry?: SentryApi) =>
-    new RpcEntry(options, operations, failures, modules, await loadMicroservices(), sentry),
+  useFactory: async (
+    options: ResolvedTelemetryOptions,
+    operations: Operations,
+    failures: TelemetryFailures,
+    modules: ModulesContainer,
+    sentry?: SentryApi,
+  ) => new RpcEntry(options, operations, failures, modules, await loadMicroservices(), sentry),
 };

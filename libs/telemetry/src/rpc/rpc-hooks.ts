@@ -8,6 +8,15 @@ const WRAPPED = Symbol.for('nestjs-posthog-telemetry.rpc-handler');
 
 type Handler = ((...args: unknown[]) => unknown) & { isEventHandler?: boolean; extras?: unknown; next?: unknown };
 type Constructor = { prototype: object } | undefined;
+/** A prototype whose methods `K` are replaced in place: read as found (the package's own), written as wrappers. */
+type Hookable<K extends string> = Partial<Record<K, unknown>>;
+/** What is read of a NATS `MsgHdrs` (the app's headers, and those the client makes). */
+interface NatsHeaders {
+  has(name: string): boolean;
+  keys(): Iterable<string>;
+  values(name: string): Iterable<string>;
+  append(name: string, value: string): void;
+}
 
 /** What one message handler call needs from the app that owns its server (rpc-entry.ts). */
 export interface RpcRunner {
@@ -57,8 +66,6 @@ export function markRpcOperation(operation: Operation): void {
   rpcOperations.add(operation);
 }
 
-
-
 /** The wrapper of each handler, made on its first message (a handler is looked up under one route). */
 const wrappers = new WeakMap<Handler, { route: unknown; runner: RpcRunner; wrapped: Handler }>();
 
@@ -74,7 +81,7 @@ function wrapHandler(handler: Handler, route: unknown, runner: RpcRunner): Handl
       configurable: true,
       enumerable: true,
       get: () => handler[key],
-      set: (value) => ((handler as any)[key] = value),
+      set: (value) => ((handler as Record<typeof key, unknown>)[key] = value),
     });
   }
   Object.defineProperty(wrapped, WRAPPED, { value: handler });
@@ -114,12 +121,12 @@ function fieldsToSend(): Record<string, string> | undefined {
  *   app set, and on a copy: the app's `NatsRecord` stays as it was).
  */
 export function hookMicroservices(pkg: MicroservicesPackage): void {
-  hookOnce(pkg.MicroservicesModule?.prototype, (prototype: any) => {
+  hookOnce(pkg.MicroservicesModule?.prototype, (prototype: Hookable<'setupListeners'>) => {
     const setupListeners = prototype.setupListeners;
     if (typeof setupListeners !== 'function') return;
-    prototype.setupListeners = function (this: unknown, container: any, server: unknown, ...rest: unknown[]) {
+    prototype.setupListeners = function (this: unknown, container: unknown, server: unknown, ...rest: unknown[]) {
       try {
-        const modules = container?.getModules?.();
+        const modules: unknown = (container as { getModules?: () => unknown } | null | undefined)?.getModules?.();
         if (server && typeof server === 'object' && modules && typeof modules === 'object') owners.set(server, modules);
       } catch {
         /* the server runs untracked */
@@ -128,12 +135,12 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
     };
   });
 
-  hookOnce(pkg.Server?.prototype, (prototype: any) => {
+  hookOnce(pkg.Server?.prototype, (prototype: Hookable<'getHandlerByPattern'>) => {
     const getHandlerByPattern = prototype.getHandlerByPattern;
     if (typeof getHandlerByPattern !== 'function') return;
-    prototype.getHandlerByPattern = function (this: any, pattern: unknown, ...rest: unknown[]) {
-      const handler = getHandlerByPattern.call(this, pattern, ...rest);
-      if (typeof handler !== 'function' || (handler as any)[WRAPPED]) return handler;
+    prototype.getHandlerByPattern = function (this: { getRouteFromPattern?: unknown }, pattern: unknown, ...rest: unknown[]) {
+      const handler: unknown = getHandlerByPattern.call(this, pattern, ...rest);
+      if (typeof handler !== 'function' || (handler as { [WRAPPED]?: unknown })[WRAPPED]) return handler;
       try {
         const modules = owners.get(this);
         const runner = modules && runners.get(modules);
@@ -151,7 +158,7 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
     };
   });
 
-  hookOnce(pkg.RpcExceptionsHandler?.prototype, (prototype: any) => {
+  hookOnce(pkg.RpcExceptionsHandler?.prototype, (prototype: Hookable<'handle'>) => {
     const handle = prototype.handle;
     if (typeof handle !== 'function') return;
     prototype.handle = function (this: { filters?: unknown }, exception: unknown, ...rest: unknown[]) {
@@ -166,19 +173,21 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
   });
 
   const metadataClients = [pkg.ClientTCP?.prototype, pkg.ClientRedis?.prototype].filter((p): p is object => typeof p === 'object');
-  hookOnce(pkg.ClientProxy?.prototype, (prototype: any) => {
+  hookOnce(pkg.ClientProxy?.prototype, (prototype: Hookable<'createPacket'>) => {
     const createPacket = prototype.createPacket;
     if (typeof createPacket !== 'function') return;
     prototype.createPacket = function (this: object, ...args: unknown[]) {
-      const packet = createPacket.apply(this, args);
+      const packet: unknown = createPacket.apply(this, args);
       try {
-        if (packet && typeof packet === 'object' && metadataClients.some((p) => p.isPrototypeOf(this))) {
+        if (packet && typeof packet === 'object' && metadataClients.some((p) => Object.prototype.isPrototypeOf.call(p, this))) {
           const fields = fieldsToSend();
           if (fields) {
+            const withMetadata = packet as { metadata?: unknown };
             // A copy: the app's own metadata object may be shared by every message it sends.
-            const metadata = packet.metadata;
-            if (metadata === undefined || metadata === null) packet.metadata = { ...fields };
-            else if (Object.getPrototypeOf(metadata) === Object.prototype) packet.metadata = withFields({ ...metadata }, fields);
+            const metadata = withMetadata.metadata;
+            if (metadata === undefined || metadata === null) withMetadata.metadata = { ...fields };
+            else if (Object.getPrototypeOf(metadata) === Object.prototype)
+              withMetadata.metadata = withFields({ ...(metadata as Record<string, unknown>) }, fields);
           }
         }
       } catch {
@@ -188,10 +197,10 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
     };
   });
 
-  hookOnce(pkg.ClientNats?.prototype, (prototype: any) => {
+  hookOnce(pkg.ClientNats?.prototype, (prototype: Hookable<'mergeHeaders'>) => {
     const mergeHeaders = prototype.mergeHeaders;
     if (typeof mergeHeaders !== 'function') return;
-    prototype.mergeHeaders = function (this: any, requestHeaders: any, ...rest: unknown[]) {
+    prototype.mergeHeaders = function (this: object, requestHeaders: unknown, ...rest: unknown[]) {
       let fields: Record<string, string> | undefined;
       try {
         fields = fieldsToSend();
@@ -202,11 +211,12 @@ export function hookMicroservices(pkg: MicroservicesPackage): void {
       try {
         // New headers holding the caller's fields, made by the client itself (its `options.headers` path), so the
         // NATS package is never imported here; then the app's own headers, which win, and its `options.headers`.
-        const own = requestHeaders && typeof requestHeaders.has === 'function' ? requestHeaders : undefined;
+        const own =
+          requestHeaders && typeof (requestHeaders as { has?: unknown }).has === 'function' ? (requestHeaders as NatsHeaders) : undefined;
         const missing = Object.fromEntries(Object.entries(fields).filter(([name]) => !own?.has(name)));
         if (Object.keys(missing).length === 0) return mergeHeaders.call(this, requestHeaders, ...rest);
         const maker = Object.create(this, { options: { value: { headers: missing } } });
-        const headers = mergeHeaders.call(maker, undefined);
+        const headers: NatsHeaders = mergeHeaders.call(maker, undefined);
         if (own) for (const name of own.keys()) for (const value of own.values(name)) headers.append(name, value);
         return mergeHeaders.call(this, headers, ...rest);
       } catch {

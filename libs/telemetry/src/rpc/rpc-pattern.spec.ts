@@ -41,7 +41,11 @@ describe('rpcStatusOf', () => {
     expect(rpcStatusOf(new RpcException({ statusCode: 200 }))).toBe(500);
     expect(rpcStatusOf(null)).toBe(500);
     expect(rpcStatusOf('text')).toBe(500);
-    const hostile = { get getError() { throw new Error('no'); } };
+    const hostile = {
+      get getError() {
+        throw new Error('no');
+      },
+    };
     expect(rpcStatusOf(hostile)).toBe(500);
   });
 });

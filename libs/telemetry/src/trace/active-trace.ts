@@ -17,6 +17,11 @@ const OTEL_API = Symbol.for('opentelemetry.js.api.1');
 /** The context key of the active span (`@opentelemetry/api`'s `SPAN_KEY`). */
 const OTEL_SPAN_KEY = Symbol.for('OpenTelemetry Context Key SPAN');
 
+/** What is read of that global API: its context manager's `active()`. */
+interface OtelGlobal {
+  context?: { active?: unknown };
+}
+
 function fromSpanContext(context: SpanContextLike | undefined): TraceStart | undefined {
   if (!context || !isTraceId(context.traceId)) return undefined;
   const flags = typeof context.traceFlags === 'number' && (context.traceFlags & 1) === 1 ? '01' : '00';
@@ -36,11 +41,11 @@ function sentrySpan(sentry: SentryTraceApi | undefined): TraceStart | undefined 
 
 /** The active span of the app's OpenTelemetry (the global API, duck-typed), if any. */
 function otelSpan(): TraceStart | undefined {
-  const api = (globalThis as Record<symbol, any>)[OTEL_API];
+  const api = (globalThis as Record<symbol, OtelGlobal | undefined>)[OTEL_API];
   const active = api?.context?.active;
   if (typeof active !== 'function') return undefined;
-  const context = active.call(api.context);
-  const getValue = context?.getValue;
+  const context: unknown = active.call(api?.context);
+  const getValue = (context as { getValue?: unknown } | null | undefined)?.getValue;
   if (typeof getValue !== 'function') return undefined;
   return fromSpanContext(spanContextOf(getValue.call(context, OTEL_SPAN_KEY)));
 }

@@ -11,7 +11,13 @@ describe('Operations: trace context', () => {
   const posthog = new SharedPostHog('phc_local_mode', { host: 'http://127.0.0.1:9', disabled: true });
   let unregister: () => void;
   const make = (sentry?: object) =>
-    new Operations(resolveTelemetryOptions({ enabled: true }), posthog, { finish() {} } as never, { report() {} } as never, sentry as never);
+    new Operations(
+      resolveTelemetryOptions({ enabled: true }),
+      posthog,
+      { finish: () => undefined } as never,
+      { report: () => undefined } as never,
+      sentry as never,
+    );
   beforeAll(() => (unregister = registerContextSource(posthog)));
   afterAll(async () => {
     unregister();
@@ -29,7 +35,7 @@ describe('Operations: trace context', () => {
     expect(started).toMatchObject({ parentSpanId: undefined, traceFlags: '01' });
   });
 
-  it("inside another operation, continues its trace with its span as the parent, unless the transport brings a traceparent; standalone shares nothing", () => {
+  it('inside another operation, continues its trace with its span as the parent, unless the transport brings a traceparent; standalone shares nothing', () => {
     const operations = make();
     const outer = operations.create({ method: 'POST', traceparent: `00-${TRACE}-${SPAN}-01` });
     operations.run(outer, () => {
@@ -46,7 +52,11 @@ describe('Operations: trace context', () => {
     const span = { spanContext: () => ({ traceId: 'e'.repeat(32), spanId: 'f'.repeat(16), traceFlags: 1 }) };
     const operations = make({ getActiveSpan: () => span });
     expect(operations.create({ method: 'GET' })).toMatchObject({ traceId: 'e'.repeat(32), parentSpanId: 'f'.repeat(16), traceFlags: '01' });
-    expect(operations.create({ method: 'GET', traceparent: `00-${TRACE}-${SPAN}-00` })).toMatchObject({ traceId: TRACE, parentSpanId: SPAN, traceFlags: '00' });
+    expect(operations.create({ method: 'GET', traceparent: `00-${TRACE}-${SPAN}-00` })).toMatchObject({
+      traceId: TRACE,
+      parentSpanId: SPAN,
+      traceFlags: '00',
+    });
   });
 
   it("takes the tracer's trace where the route is reached, for a trace it started itself only", () => {

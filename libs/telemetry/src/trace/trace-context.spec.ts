@@ -57,7 +57,9 @@ describe('activeTracerSpan', () => {
     const global = globalThis as Record<symbol, unknown>;
     const before = global[key];
     let active: unknown = spanOf({ traceId: TRACE, spanId: SPAN, traceFlags: 0 });
-    global[key] = { context: { active: () => ({ getValue: (k: symbol) => (k === Symbol.for('OpenTelemetry Context Key SPAN') ? active : undefined) }) } };
+    global[key] = {
+      context: { active: () => ({ getValue: (k: symbol) => (k === Symbol.for('OpenTelemetry Context Key SPAN') ? active : undefined) }) },
+    };
     try {
       expect(activeTracerSpan({ getActiveSpan: () => undefined })).toEqual({ traceId: TRACE, parentSpanId: SPAN, flags: '00' });
       active = spanOf({ traceId: '0'.repeat(32), spanId: SPAN });
@@ -68,7 +70,13 @@ describe('activeTracerSpan', () => {
   });
 
   it('never throws', () => {
-    expect(activeTracerSpan({ getActiveSpan: () => { throw new Error('broken'); } })).toBeUndefined();
+    expect(
+      activeTracerSpan({
+        getActiveSpan: () => {
+          throw new Error('broken');
+        },
+      }),
+    ).toBeUndefined();
   });
 });
 
@@ -82,7 +90,10 @@ describe('trace properties of events', () => {
       span_id: SPAN,
       parent_span_id: 'c'.repeat(16),
     });
-    const started = apiErrorEvent({ ...identity, traceId: TRACE, spanId: SPAN }, { ...fields, statusCode: 500, category: 'x', details: { message: 'm', exceptionType: 'Error', traceback: '' } as never });
+    const started = apiErrorEvent(
+      { ...identity, traceId: TRACE, spanId: SPAN },
+      { ...fields, statusCode: 500, category: 'x', details: { message: 'm', exceptionType: 'Error', traceback: '' } as never },
+    );
     expect(started.properties).toMatchObject({ trace_id: TRACE, span_id: SPAN });
     expect(started.properties).not.toHaveProperty('parent_span_id');
     const outside = apiRequestEvent(identity, fields).properties;

@@ -1,7 +1,8 @@
 import { gunzipSync } from 'node:zlib';
 import { GzipStream } from './gzip-stream.js';
 
-const body = (n: number) => JSON.stringify(Array.from({ length: 200 * n }, (_, i) => ({ event: 'api_request', n, i, pad: 'x'.repeat(i % 40) })));
+const body = (n: number) =>
+  JSON.stringify(Array.from({ length: 200 * n }, (_, i) => ({ event: 'api_request', n, i, pad: 'x'.repeat(i % 40) })));
 
 describe('GzipStream', () => {
   it('gzips one body after another on one stream, each a complete gzip member', async () => {

@@ -17,7 +17,11 @@ export class LocalLogSink implements EventSink {
     }
   }
 
-  async flush(): Promise<void> {}
+  async flush(): Promise<void> {
+    // Nothing waits: each event was logged when it was sent.
+  }
 
-  async shutdown(): Promise<void> {}
+  async shutdown(): Promise<void> {
+    // Nothing to deliver or close.
+  }
 }

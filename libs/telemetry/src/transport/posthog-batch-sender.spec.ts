@@ -273,7 +273,13 @@ describe('PostHogBatchSender', () => {
     const s = sender({ flushAt: 7, flushIntervalMs: 60_000 });
     const all = Array.from({ length: 7 }, (_, i) => event(i));
     for (const e of all) s.enqueue(e);
-    await waitFor(() => server.requests.filter((r) => r.body.batch.length <= 2).map((r) => r.body.batch.length).reduce((a, b) => a + b, 0) >= 7);
+    await waitFor(
+      () =>
+        server.requests
+          .filter((r) => r.body.batch.length <= 2)
+          .map((r) => r.body.batch.length)
+          .reduce((a, b) => a + b, 0) >= 7,
+    );
     await sleep(50);
 
     const accepted = server.requests.filter((r) => r.body.batch.length <= 2);
@@ -370,7 +376,9 @@ describe('PostHogBatchSender', () => {
     expect(server.requests.length).toBeLessThan(2 * Math.log2(n) + 10);
     await sleep(20);
     const lines = warn.mock.calls.map(([m]: unknown[]) => String(m));
-    expect(lines.filter((m: string) => /Dropped/.test(m))).toEqual([expect.stringMatching(/^Dropped \d+ telemetry event\(s\): PostHog answered 413 \(Content Too Large\) to a single event/)]);
+    expect(lines.filter((m: string) => /Dropped/.test(m))).toEqual([
+      expect.stringMatching(/^Dropped \d+ telemetry event\(s\): PostHog answered 413 \(Content Too Large\) to a single event/),
+    ]);
     expect(lines.some((m: string) => /API key/.test(m))).toBe(false);
 
     // Another such batch within the minute: no POST for bodies as large as refused ones, no new line.
@@ -436,7 +444,13 @@ describe('PostHogBatchSender', () => {
   });
 
   it('keeps each request under MAX_BATCH_BYTES of JSON, a larger single event going alone', async () => {
-    const s = sender({ flushAt: 1000, flushIntervalMs: 60_000, maxBatchSize: 1000, maxQueueSize: 1000, maxQueueBytes: 16 * MAX_BATCH_BYTES });
+    const s = sender({
+      flushAt: 1000,
+      flushIntervalMs: 60_000,
+      maxBatchSize: 1000,
+      maxQueueSize: 1000,
+      maxQueueBytes: 16 * MAX_BATCH_BYTES,
+    });
     const big = (i: number, bytes: number) => ({ ...event(i), properties: { pad: 'x'.repeat(bytes) } });
     s.enqueue(big(0, MAX_BATCH_BYTES + 10));
     for (let i = 1; i <= 40; i++) s.enqueue(big(i, 100_000));

@@ -159,7 +159,11 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
     const oldest = this.queue.shift();
     if (oldest === undefined) return 0;
     this.bytes -= oldest.length;
-    this.drops.drop('queue-full', 1, `the queue is full (maxQueueSize ${this.options.maxQueueSize}, maxQueueBytes ${this.budget.maxBytes} shared with posthog-node)`);
+    this.drops.drop(
+      'queue-full',
+      1,
+      `the queue is full (maxQueueSize ${this.options.maxQueueSize}, maxQueueBytes ${this.budget.maxBytes} shared with posthog-node)`,
+    );
     return oldest.length;
   }
 
@@ -282,7 +286,9 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
         const status = await this.post(body);
         if (status >= 200 && status < 300) {
           if (this.unreachableSince !== undefined) {
-            this.logger.log(`PostHog is reachable again after ${Math.round((Date.now() - this.unreachableSince) / 1000)} s; queued events are being delivered.`);
+            this.logger.log(
+              `PostHog is reachable again after ${Math.round((Date.now() - this.unreachableSince) / 1000)} s; queued events are being delivered.`,
+            );
             this.unreachableSince = undefined;
           }
           return;
@@ -336,47 +342,50 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
 
   private post(body: Buffer): Promise<number> {
     const timeoutMs = this.options.requestTimeoutMs;
-    return this.untraced(() => new Promise<number>((resolve, reject) => {
-      // The whole exchange has a deadline, not only an idle socket: a PostHog (or proxy) that trickles its
-      // status line, headers or body a byte at a time would otherwise hold the one batch in flight for good.
-      // Destroying the request destroys its socket, so the next try starts on a fresh connection.
-      const deadline = setTimeout(() => request.destroy(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
-      deadline.unref();
-      const succeed = (status: number) => {
-        clearTimeout(deadline);
-        resolve(status);
-      };
-      const fail = (error: Error) => {
-        clearTimeout(deadline);
-        reject(error);
-      };
-      const request = this.transport.request(
-        this.url,
-        {
-          method: 'POST',
-          agent: this.agent,
-          signal: this.abort.signal,
-          timeout: timeoutMs,
-          headers: {
-            'Content-Type': 'application/json',
-            'Content-Length': body.length,
-            'User-Agent': `${LIB_NAME}/${LIB_VERSION}`,
-            ...(this.options.compression ? { 'Content-Encoding': 'gzip' } : {}),
-          },
-        },
-        (response) => {
-          response.resume();
-          response.on('end', () => succeed(response.statusCode ?? 0));
-          response.on('error', fail);
-          response.on('aborted', () => fail(new Error('the answer was cut short')));
-        },
-      );
-      request.on('timeout', () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      request.on('error', fail);
-      // After 'end' when all went well (then a no-op); otherwise the last word, whatever ended the exchange.
-      request.on('close', () => fail(new Error('the connection closed before a complete answer')));
-      request.end(body);
-    }));
+    return this.untraced(
+      () =>
+        new Promise<number>((resolve, reject) => {
+          // The whole exchange has a deadline, not only an idle socket: a PostHog (or proxy) that trickles its
+          // status line, headers or body a byte at a time would otherwise hold the one batch in flight for good.
+          // Destroying the request destroys its socket, so the next try starts on a fresh connection.
+          const deadline = setTimeout(() => request.destroy(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+          deadline.unref();
+          const succeed = (status: number) => {
+            clearTimeout(deadline);
+            resolve(status);
+          };
+          const fail = (error: Error) => {
+            clearTimeout(deadline);
+            reject(error);
+          };
+          const request = this.transport.request(
+            this.url,
+            {
+              method: 'POST',
+              agent: this.agent,
+              signal: this.abort.signal,
+              timeout: timeoutMs,
+              headers: {
+                'Content-Type': 'application/json',
+                'Content-Length': body.length,
+                'User-Agent': `${LIB_NAME}/${LIB_VERSION}`,
+                ...(this.options.compression ? { 'Content-Encoding': 'gzip' } : {}),
+              },
+            },
+            (response) => {
+              response.resume();
+              response.on('end', () => succeed(response.statusCode ?? 0));
+              response.on('error', fail);
+              response.on('aborted', () => fail(new Error('the answer was cut short')));
+            },
+          );
+          request.on('timeout', () => request.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+          request.on('error', fail);
+          // After 'end' when all went well (then a no-op); otherwise the last word, whatever ended the exchange.
+          request.on('close', () => fail(new Error('the connection closed before a complete answer')));
+          request.end(body);
+        }),
+    );
   }
 
   private sleep(ms: number): Promise<void> {

@@ -3,14 +3,22 @@ import { Logger } from '@nestjs/common';
 import { SharedPostHog } from '../outlets/posthog-client.js';
 import { jsonBytes, QueueBudget } from './queue-budget.js';
 
-type Item = { message: { event: string; properties: Record<string, any> } };
+interface Item {
+  message: { event: string; properties: Record<string, any> };
+}
 
 /** A client that queues and never sends (no interval, a batch larger than anything queued here). */
 function client(budget: QueueBudget, maxQueueSize = 10_000): SharedPostHog {
   // A key of its own: posthog-node registers error captures per destination (key and host).
   // Its requests answered here: a flush after the test (its shutdown) must not log a network error once Jest is done.
   const fetch = async () => ({ status: 200, headers: { get: () => null }, text: async () => '{}', json: async () => ({}) });
-  const c = new SharedPostHog(`phc_test_key_${clients.length}_${Date.now()}`, { host: 'http://127.0.0.1:9', flushAt: maxQueueSize, flushInterval: 0, maxQueueSize, fetch });
+  const c = new SharedPostHog(`phc_test_key_${clients.length}_${Date.now()}`, {
+    host: 'http://127.0.0.1:9',
+    flushAt: maxQueueSize,
+    flushInterval: 0,
+    maxQueueSize,
+    fetch,
+  });
   c.shareQueueBudget(budget);
   return c;
 }
@@ -20,7 +28,8 @@ const queueOf = (c: SharedPostHog) => (c.getPersistedProperty('queue' as never) 
 async function settled(c: SharedPostHog, last: (items: Item[]) => boolean): Promise<void> {
   const deadline = Date.now() + 5000;
   while (!last(queueOf(c))) {
-    if (Date.now() > deadline) throw new Error(`not queued in time: ${queueOf(c).length} queued, last ${JSON.stringify(queueOf(c).at(-1)?.message.properties.i)}`);
+    if (Date.now() > deadline)
+      throw new Error(`not queued in time: ${queueOf(c).length} queued, last ${JSON.stringify(queueOf(c).at(-1)?.message.properties.i)}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -70,7 +79,9 @@ describe("posthog-node's queue under the shared byte budget", () => {
     expect(budget.drops.totals.get('posthog-queue-full')).toBe(500 - items.length);
     // One line for all those drops (this budget's: the previous test's client may log its own at its shutdown).
     await new Promise((resolve) => setTimeout(resolve, 10));
-    expect(warn.mock.calls.filter(([m]: unknown[]) => /Dropped \d+ telemetry event.*maxQueueBytes 50000\b/.test(String(m)))).toHaveLength(1);
+    expect(warn.mock.calls.filter(([m]: unknown[]) => /Dropped \d+ telemetry event.*maxQueueBytes 50000\b/.test(String(m)))).toHaveLength(
+      1,
+    );
   });
 
   it('follows a batch leaving (a new array stored) and its own maxQueueSize', async () => {
@@ -88,5 +99,4 @@ describe("posthog-node's queue under the shared byte budget", () => {
     c.setPersistedProperty('queue' as never, [] as never);
     expect(budget.usedBytes).toBe(0);
   });
-
 });

@@ -51,7 +51,11 @@ export class PostHogQueueAccount implements BudgetAccount {
   admit<T>(message: T, key: string): T | null {
     const size = jsonBytes(message);
     if (this.budget.tooLarge(size)) {
-      this.budget.drops.drop('posthog-too-large', 1, `an event for posthog-node of ${size} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`);
+      this.budget.drops.drop(
+        'posthog-too-large',
+        1,
+        `an event for posthog-node of ${size} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`,
+      );
       return null;
     }
     if (!this.tracked.has(key)) this.tracked.set(key, { length: 0, bytes: 0 });
@@ -84,16 +88,23 @@ export class PostHogQueueAccount implements BudgetAccount {
 
   evictOldest(): number {
     let biggest: string | undefined;
-    for (const [key, t] of this.tracked) if (t.length > 0 && (biggest === undefined || t.bytes > this.tracked.get(biggest)!.bytes)) biggest = key;
+    let most = 0;
+    for (const [key, t] of this.tracked)
+      if (t.length > 0 && (biggest === undefined || t.bytes > most)) {
+        biggest = key;
+        most = t.bytes;
+      }
     return biggest === undefined ? 0 : this.evictFrom(biggest);
   }
 
   private evictFrom(key: string): number {
-    const t = this.tracked.get(key)!;
+    const t = this.tracked.get(key);
+    if (t === undefined) return 0;
     this.sync(key);
-    const oldest = t.array?.shift();
-    if (oldest === undefined) return 0;
-    t.length = t.array!.length;
+    const array = t.array;
+    const oldest = array?.shift();
+    if (array === undefined || oldest === undefined) return 0;
+    t.length = array.length;
     const freed = (typeof oldest === 'object' && oldest !== null ? this.sizes.get(oldest) : undefined) ?? 0;
     t.bytes -= freed;
     this.budget.drops.drop(
@@ -107,7 +118,8 @@ export class PostHogQueueAccount implements BudgetAccount {
   /** Takes in an array posthog-node replaced without storing it through the client (not expected; kept honest). */
   private sync(key: string): void {
     const current = this.host.queue(key);
-    const t = this.tracked.get(key)!;
+    const t = this.tracked.get(key);
+    if (t === undefined) return;
     if (current !== t.array || (Array.isArray(current) && current.length !== t.length)) {
       const pending = this.pending;
       this.pending = undefined;

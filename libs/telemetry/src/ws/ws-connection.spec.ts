@@ -17,18 +17,40 @@ describe('readConnection', () => {
   });
 
   it('reads a ws upgrade request: headers and the query of its URL', () => {
-    const request = { url: '/chat?requestId=conn-q&X-POSTHOG-SESSION-ID=sess-q', headers: { 'x-posthog-distinct-id': 'front-h', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' } };
+    const request = {
+      url: '/chat?requestId=conn-q&X-POSTHOG-SESSION-ID=sess-q',
+      headers: { 'x-posthog-distinct-id': 'front-h', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+    };
     const c = readConnection({ readyState: 1 }, request, 'x-request-id');
-    expect(c).toMatchObject({ id: 'conn-q', sessionId: 'sess-q', frontendDistinctId: 'front-h', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+    expect(c).toMatchObject({
+      id: 'conn-q',
+      sessionId: 'sess-q',
+      frontendDistinctId: 'front-h',
+      traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    });
   });
 
   it('a custom request id header', () => {
-    const c = readConnection({ handshake: { headers: { 'x-correlation-id': 'corr-1', 'x-request-id': 'other' } } }, undefined, 'x-correlation-id');
+    const c = readConnection(
+      { handshake: { headers: { 'x-correlation-id': 'corr-1', 'x-request-id': 'other' } } },
+      undefined,
+      'x-correlation-id',
+    );
     expect(c.id).toBe('corr-1');
   });
 
   it('invalid or missing ids: a new connection id, no frontend ids', () => {
-    const c = readConnection({ handshake: { headers: { 'x-request-id': 'bad id with spaces', 'x-posthog-distinct-id': 'undefined', 'x-posthog-session-id': 'a,b' }, auth: {}, query: {} } }, undefined, 'x-request-id');
+    const c = readConnection(
+      {
+        handshake: {
+          headers: { 'x-request-id': 'bad id with spaces', 'x-posthog-distinct-id': 'undefined', 'x-posthog-session-id': 'a,b' },
+          auth: {},
+          query: {},
+        },
+      },
+      undefined,
+      'x-request-id',
+    );
     expect(c.id).toMatch(UUID);
     expect(c.sessionId).toBeUndefined();
     expect(c.frontendDistinctId).toBeUndefined();
@@ -38,7 +60,11 @@ describe('readConnection', () => {
     for (const client of [undefined, null, 1, 'x', {}, { handshake: null }, { handshake: { headers: 5, auth: 'x' } }]) {
       expect(() => readConnection(client, undefined, 'x-request-id')).not.toThrow();
     }
-    const throwing = Object.defineProperty({}, 'request', { get: () => { throw new Error('no'); } });
+    const throwing = Object.defineProperty({}, 'request', {
+      get: () => {
+        throw new Error('no');
+      },
+    });
     expect(() => readConnection(throwing, undefined, 'x-request-id')).not.toThrow();
   });
 

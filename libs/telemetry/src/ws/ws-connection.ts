@@ -4,9 +4,26 @@ import { isValidRequestId } from '../request/request-id.js';
 /** Longest frontend session or distinct id kept; longer ones are ignored (as for HTTP's tracing headers). */
 const MAX_TRACING_ID = 200;
 /** Control characters, and the comma Node joins a repeated header with: such a value names nobody. */
+// eslint-disable-next-line no-control-regex -- control characters are what it refuses
 const UNUSABLE_CHARS = /[\x00-\x1f\x7f-\x9f,]/;
 /** Values PostHog itself refuses as distinct ids. */
-const ILLEGAL_IDS = new Set(['undefined', 'null', 'anonymous', 'guest', 'distinct_id', 'distinctid', 'id', 'not_authenticated', 'email', 'true', 'false', '0', 'nan', 'none', '[object object]']);
+const ILLEGAL_IDS = new Set([
+  'undefined',
+  'null',
+  'anonymous',
+  'guest',
+  'distinct_id',
+  'distinctid',
+  'id',
+  'not_authenticated',
+  'email',
+  'true',
+  'false',
+  '0',
+  'nan',
+  'none',
+  '[object object]',
+]);
 
 /** A usable frontend id, or `undefined`. */
 function tracingId(value: unknown): string | undefined {
@@ -53,7 +70,7 @@ function queryOf(url: unknown): Bag | undefined {
 }
 
 /** The first value under one of `names` (case-insensitive for the header-like ones) in the bags, in order. */
-function pick(bags: Array<Bag | undefined>, names: string[], accept: (value: unknown) => string | undefined): string | undefined {
+function pick(bags: (Bag | undefined)[], names: string[], accept: (value: unknown) => string | undefined): string | undefined {
   for (const source of bags) {
     if (!source) continue;
     for (const name of names) {
@@ -84,12 +101,13 @@ export function readConnection(client: unknown, upgradeRequest: unknown, request
   const query = bag(handshake?.query) ?? queryOf(request?.url);
   const header = (name: string) => (typeof headers?.[name] === 'string' ? (headers[name] as string) : undefined);
   const validId = (value: unknown) => (isValidRequestId(value) ? value : undefined);
-  const id =
-    validId(header(requestIdHeader)) ?? pick([auth, query], [requestIdHeader, 'requestId'], validId) ?? randomUUID();
-  const sessionId = tracingId(header('x-posthog-session-id')) ?? pick([auth, query], ['X-POSTHOG-SESSION-ID', 'posthogSessionId'], tracingId);
+  const id = validId(header(requestIdHeader)) ?? pick([auth, query], [requestIdHeader, 'requestId'], validId) ?? randomUUID();
+  const sessionId =
+    tracingId(header('x-posthog-session-id')) ?? pick([auth, query], ['X-POSTHOG-SESSION-ID', 'posthogSessionId'], tracingId);
   const frontendDistinctId =
     tracingId(header('x-posthog-distinct-id')) ?? pick([auth, query], ['X-POSTHOG-DISTINCT-ID', 'posthogDistinctId'], tracingId);
-  const traceparent = header('traceparent') ?? pick([auth, query], ['traceparent'], (v) => (typeof v === 'string' && v.length <= 100 ? v : undefined));
+  const traceparent =
+    header('traceparent') ?? pick([auth, query], ['traceparent'], (v) => (typeof v === 'string' && v.length <= 100 ? v : undefined));
   const view: Bag = Object.create(request ?? null);
   Object.defineProperties(view, {
     user: { enumerable: true, get: () => userOn(socket, request) },

@@ -18,7 +18,6 @@ export interface WebSocketsPackage {
   MESSAGE_METADATA: string;
 }
 
-
 /**
  * What the hooks read, shared by every copy of the module in the process: the
  * first copy hooks `@nestjs/websockets`, and the gateways of every copy's apps
@@ -79,8 +78,6 @@ export function answeredByApp(operation: Operation): boolean {
 export function upgradeRequestOf(client: unknown): unknown {
   return client !== null && typeof client === 'object' ? upgradeRequests.get(client) : undefined;
 }
-
-
 
 /**
  * `made`, the function each message of `callback`'s event calls, wrapped: for a
@@ -160,7 +157,8 @@ export function hookWebSockets(ws: WebSocketsPackage): void {
         const [client, request] = args;
         try {
           // socket.io hands its socket alone; `ws` hands the client and its upgrade request.
-          if (client !== null && typeof client === 'object' && request !== null && typeof request === 'object') upgradeRequests.set(client, request);
+          if (client !== null && typeof client === 'object' && request !== null && typeof request === 'object')
+            upgradeRequests.set(client, request);
         } catch {
           /* never stand between a client and its connection */
         }

@@ -14,7 +14,15 @@ import { SENTRY, SKIP_TELEMETRY, TELEMETRY_OPTIONS } from '../telemetry.constant
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { frontendDistinctId } from '../request/frontend-identity.js';
 import { isEngineIoRequest, messageRequestId, readConnection, type WsConnection } from './ws-connection.js';
-import { answeredByApp, hookWebSockets, markMessageOperation, registerGateway, upgradeRequestOf, type WebSocketsPackage, type WsRunner } from './ws-hooks.js';
+import {
+  answeredByApp,
+  hookWebSockets,
+  markMessageOperation,
+  registerGateway,
+  upgradeRequestOf,
+  type WebSocketsPackage,
+  type WsRunner,
+} from './ws-hooks.js';
 
 /** The `method` of a gateway message's events. */
 export const WS_METHOD = 'WS';
@@ -27,7 +35,8 @@ const GATEWAY_METADATA = 'websockets:is_gateway';
 export const WS_PACKAGE = Symbol.for('nestjs-posthog-telemetry.ws-package');
 
 interface LoadedWebSockets {
-  WsException: new (...args: any[]) => { getError(): unknown };
+  /** Only tested with `instanceof`. */
+  WsException: new (...args: never[]) => { getError(): unknown };
 }
 
 /**
@@ -52,7 +61,8 @@ export async function loadWebSockets(options: ResolvedTelemetryOptions): Promise
       WebSocketsController: controller.WebSocketsController,
       MESSAGE_METADATA: constants.MESSAGE_METADATA,
     };
-    if (![ws.WsContextCreator, ws.WsExceptionsHandler, ws.WebSocketsController].every((c) => typeof c?.prototype === 'object')) return undefined;
+    if (![ws.WsContextCreator, ws.WsExceptionsHandler, ws.WebSocketsController].every((c) => typeof c?.prototype === 'object'))
+      return undefined;
     hookWebSockets(ws);
     return { WsException: errors.WsException };
   } catch {
@@ -85,14 +95,17 @@ type Fn = (this: unknown, ...args: unknown[]) => unknown;
 @Injectable()
 export class WsTelemetry implements OnModuleInit, OnApplicationShutdown, WsRunner {
   private readonly logger = new Logger('Telemetry');
-  private readonly registrations: Array<() => void> = [];
+  private readonly registrations: (() => void)[] = [];
   private readonly connections = new WeakMap<object, WsConnection>();
   /** Operations already ended: an Observable's teardown and a failure may both try. */
   private readonly ended = new WeakSet<Operation>();
   private readonly pollingListener = (req: IncomingMessage) => {
     if (isEngineIoRequest(req.url)) operationOf(req)?.optOut();
   };
-  private server?: { on(event: 'request', l: (req: IncomingMessage) => void): unknown; off(event: 'request', l: (req: IncomingMessage) => void): unknown };
+  private server?: {
+    on(event: 'request', l: (req: IncomingMessage) => void): unknown;
+    off(event: 'request', l: (req: IncomingMessage) => void): unknown;
+  };
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
@@ -200,7 +213,10 @@ export class WsTelemetry implements OnModuleInit, OnApplicationShutdown, WsRunne
       standalone: true,
     };
     // Every message of a connection continues the trace its handshake brought (`traceparent`), as its own span.
-    const operation = this.operations.create({ ...init, ...(connection.traceparent !== undefined ? { traceparent: connection.traceparent } : {}) }, performance.now());
+    const operation = this.operations.create(
+      { ...init, ...(connection.traceparent !== undefined ? { traceparent: connection.traceparent } : {}) },
+      performance.now(),
+    );
     markMessageOperation(operation);
     return operation;
   }
