@@ -50,7 +50,8 @@
  *   BENCH_CALLGRIND_RUNS  callgrind runs per cell (default 1); with more, the median and the spread
  *   BENCH_WARMUP          warm-up requests per app (default 5000: after 2000, V8 still compiled
  *                         optimised code inside the window)
- *   BENCH_REQUESTS        requests in a callgrind window (default 1000)
+ *   BENCH_REQUESTS        requests in a callgrind window (default 5000)
+ *   BENCH_MERGE           1: keep the last run's cells that this run does not measure (bench-results/last.json)
  *   BENCH_TAIL_MS         idle tail before and after a window, ms (default 500)
  *   BENCH_ROUNDS          rounds of the CPU and req/s figures (default 5; 0: none)
  *   BENCH_ROUND_REQUESTS  requests per round (default 10000)
@@ -125,7 +126,7 @@ const MODES = BENCH_MODES.filter((m) => REQUESTED_MODES.includes(m) || (m === 'b
 const CALLGRIND = intFromEnv('BENCH_CALLGRIND', 1, 0, 1) === 1;
 const CALLGRIND_RUNS = intFromEnv('BENCH_CALLGRIND_RUNS', 1, 1, 20);
 const WARMUP = intFromEnv('BENCH_WARMUP', 5000, 0, 1_000_000);
-const REQUESTS = intFromEnv('BENCH_REQUESTS', 1000, 1, 1_000_000);
+const REQUESTS = intFromEnv('BENCH_REQUESTS', 5000, 1, 1_000_000);
 const TAIL_MS = intFromEnv('BENCH_TAIL_MS', 500, 0, 60_000);
 const ROUNDS = intFromEnv('BENCH_ROUNDS', 5, 0, 100);
 const ROUND_REQUESTS = intFromEnv('BENCH_ROUND_REQUESTS', 10_000, 1, 10_000_000);
@@ -138,11 +139,14 @@ const KEEP_DUMPS = intFromEnv('BENCH_KEEP_DUMPS', 0, 0, 1) === 1;
  * full GCs, heap growing follows measured GC speed, a background compile or a parallel scavenge ends at a
  * different point of the main thread's work. A full GC or a TurboFan compile is 5 to 15% of a 1000-request
  * window. `--predictable-gc-schedule` fixes the GC schedule (fixed heap growing, 4 MB semi-spaces, no memory
- * reducer); `--single-threaded` runs GC and compilation on the main thread, where its amount no longer
- * depends on scheduling. So "main" is the event loop plus its GC and JIT work, the same way for every mode;
- * "other" is what the app's own threads do (libuv's pool: gzip, DNS; worker threads such as observe's).
+ * reducer), and the default window of 5000 requests spreads what is left over more requests: bare Nest's main
+ * thread then repeats within about 1% (3 runs: 261.4k, 264.4k, 264.4k on Node 24). "main" is the event
+ * loop thread; "other" is every other thread: V8's GC and compiler threads, libuv's pool (gzip), worker threads
+ * such as observe's. `--single-threaded` (BENCH_V8_FLAGS) puts V8's share on the main thread instead.
  */
-const V8_FLAGS = (process.env.BENCH_V8_FLAGS ?? '--predictable-gc-schedule --single-threaded').split(/\s+/).filter(Boolean);
+const V8_FLAGS = (process.env.BENCH_V8_FLAGS ?? '--predictable-gc-schedule').split(/\s+/).filter(Boolean);
+/** BENCH_MERGE=1: cells of the last run (bench-results/last.json) not measured in this one are kept in its table. */
+const MERGE = intFromEnv('BENCH_MERGE', 0, 0, 1) === 1;
 const CALLGRIND_NODE_FLAGS = ['--expose-gc', ...V8_FLAGS];
 /** Keep-alive sockets of the callgrind load; autocannon's for the rounds. */
 const CALLGRIND_CONNECTIONS = 4;
@@ -606,7 +610,7 @@ async function writeMarkdown(cells: Cell[], commandLine: string, startedAt: Date
     '',
     `Measured ${startedAt.toISOString().slice(0, 10)} on ${os.cpus().length} × ${os.cpus()[0]?.model?.trim() ?? 'unknown CPU'}, ` +
       `${os.platform()} ${os.arch()}, with \`${commandLine}\` (${Math.round(wallSeconds / 60)} min): ${settingsLine()}.`,
-    '"k instr/req": thousands of instructions per request (main: the event loop thread, with V8 GC and JIT work under the default BENCH_V8_FLAGS; other: every other thread); ' +
+    '"k instr/req": thousands of instructions per request (main: the event loop thread; other: every other thread: V8 GC and compiler threads, the libuv pool, worker threads); ' +
       '"vs bare": bare\'s instructions ÷ the mode\'s; CPU µs/req and req/s: median [min–max] over the rounds, without valgrind, ' +
       'on a shared machine (noisy); events: what reached the loopback capture server or collector in the callgrind window.',
     '',
@@ -629,6 +633,26 @@ function commandLine(): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, value]) => `${name}=${value}`);
   return [...vars, 'npm run bench'].join(' ');
+}
+
+/** The last run's figures, if any. */
+async function readLastRun(): Promise<{ cells: Cell[]; command: string; wallSeconds: number } | undefined> {
+  try {
+    return JSON.parse(await readFile(path.join(ROOT, 'bench-results/last.json'), 'utf8')) as {
+      cells: Cell[];
+      command: string;
+      wallSeconds: number;
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Table order: newest Node first, then adapter, then mode as in BENCH_MODES' default. */
+function cellOrder(cell: Cell): number {
+  const major = Number(cell.node.split('.')[0]);
+  const modes: string[] = ['bare', 'module', 'posthog-interceptor', 'observe'];
+  return -major * 100 + (cell.adapter === 'express' ? 0 : 10) + modes.indexOf(cell.mode);
 }
 
 async function main(): Promise<void> {
@@ -692,12 +716,24 @@ async function main(): Promise<void> {
     await library.remove();
   }
 
-  const wallSeconds = (performance.now() - t0) / 1000;
+  let wallSeconds = (performance.now() - t0) / 1000;
+  let command = commandLine();
+  if (MERGE) {
+    const last = await readLastRun();
+    if (last) {
+      const measured = new Set(cells.map((c) => `${c.node} ${c.adapter} ${c.mode}`));
+      const kept = last.cells.filter((c) => !measured.has(`${c.node} ${c.adapter} ${c.mode}`));
+      cells.unshift(...kept);
+      cells.sort((a, b) => cellOrder(a) - cellOrder(b));
+      command = `${last.command}, then ${command}`;
+      wallSeconds += last.wallSeconds;
+    }
+  }
   console.log('');
   printTable(cells);
   console.log('');
   console.log(
-    'k instr/req: thousands of instructions per request in the callgrind window (main: the event loop thread, with V8 GC and JIT work under the default BENCH_V8_FLAGS; other: all other threads); ' +
+    'k instr/req: thousands of instructions per request in the callgrind window (main: the event loop thread; other: every other thread: V8 GC and compiler threads, the libuv pool, worker threads); ' +
       "vs bare: bare's instructions ÷ the mode's; CPU µs/req (the app's user + system, all threads) and req/s: median [min–max] over the rounds; " +
       'events: delivered in the callgrind window / requests of the window (without callgrind: over the whole run).',
   );
@@ -709,7 +745,6 @@ async function main(): Promise<void> {
   if (sinks.collector.malformed > 0) console.log(`WARNING: ${sinks.collector.malformed} collector bodies could not be read.`);
   console.log(`Wall time: ${(wallSeconds / 60).toFixed(1)} min.`);
 
-  const command = commandLine();
   await mkdir(path.join(ROOT, 'bench-results'), { recursive: true });
   await writeFile(
     path.join(ROOT, 'bench-results/last.json'),
