@@ -5,6 +5,7 @@ import { getRequestContext, TelemetryService, TelemetryModule, type TelemetryMod
 import request from 'supertest';
 import { freePort, RecordingLogger } from './support/recording-logger.js';
 import { CaptureServer } from './support/capture-server.js';
+import { SentryServer } from './support/sentry-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 
 describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
@@ -249,6 +250,34 @@ describe('configuration', () => {
     const [exception] = capture.eventsNamed('$exception');
     expect(exception.properties.$exception_list[0].value).toBe('background failure');
   });
+
+  it('captureProcessErrors with the Sentry the module initialised: the process still crashes, and both hear of it', async () => {
+    // posthog-node's and Sentry's crash handlers each took the other for the app's own, and the process lived on.
+    const sentry = await new SentryServer().start();
+    try {
+      const script = [
+        "import 'reflect-metadata';",
+        "import { NestFactory } from '@nestjs/core';",
+        "import { TelemetryModule } from 'nestjs-posthog-telemetry';",
+        'await NestFactory.createApplicationContext(TelemetryModule.forRoot({ apiKey: "phc_x", host: process.env.CAPTURE_URL, captureProcessErrors: true, sentry: { dsn: process.env.SENTRY_DSN } }), { logger: false });',
+        "setTimeout(() => Promise.reject(new Error('crash with both')), 20);",
+        // Were the process to live on, it would say so here and exit 0.
+        'setTimeout(() => process.exit(0), 15000);',
+      ].join('\n');
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, CAPTURE_URL: capture.url, SENTRY_DSN: sentry.dsn },
+        stdio: 'ignore',
+      });
+      const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)));
+      expect(code).toBe(1);
+      await capture.waitFor((events) =>
+        events.some((e) => e.event === '$exception' && e.properties.$exception_list?.[0]?.value === 'crash with both'),
+      );
+      expect(sentry.events.some((e) => e.exception?.values?.[0]?.value === 'crash with both')).toBe(true);
+    } finally {
+      await sentry.stop();
+    }
+  }, 40_000);
 
   it('captures outside requests without a request context', async () => {
     const app = await createTestApp('express', sendingTo(capture.url));

@@ -9,6 +9,7 @@ import { scrubbedProperties, scrubFrame } from '../privacy/sdk-scrub.js';
 import { Operation } from '../request/operation.js';
 import { OPERATION } from '../request/request-context.js';
 import { UNMATCHED_ROUTE, withoutRawUrl } from '../http/route-template.js';
+import { letPostHogEndFatalErrors } from '../errors/crash-handlers.js';
 import { untracedBy, type SentryApi, type Untraced } from './sentry-bridge.js';
 import { PostHogQueueAccount } from '../transport/posthog-node-queue.js';
 import { QueueBudget } from '../transport/queue-budget.js';
@@ -268,9 +269,14 @@ export class SharedPostHog extends PostHog {
    */
   override async _shutdown(shutdownTimeoutMs?: number): Promise<void> {
     const deadline = Date.now() + (shutdownTimeoutMs ?? 30_000);
+    const alongside = this.flushAlongside?.(shutdownTimeoutMs ?? 30_000).catch(() => undefined);
     await super._shutdown(shutdownTimeoutMs);
     await this.exceptionQueue?.shutdown(Math.max(0, deadline - Date.now()));
+    await alongside;
   }
+
+  /** Flushed with the client's shutdown (Sentry's queue: a fatal error's event goes out before posthog-node ends the process). */
+  flushAlongside?: (timeoutMs: number) => Promise<unknown>;
 
   override addPendingPromise<T>(promise: Promise<T>): Promise<T> {
     this.takeWork?.(promise);
@@ -386,6 +392,10 @@ export function createPostHogClient(options: ResolvedTelemetryOptions, redact: R
   });
   // Its requests to PostHog never join the app's Sentry traces.
   client.untraced = untracedBy(sentry);
+  if (options.captureProcessErrors) {
+    letPostHogEndFatalErrors();
+    if (sentry) client.flushAlongside = (timeoutMs) => sentry.flush(Math.min(timeoutMs, 2000));
+  }
   // Its queue and the module's sender's hold at most `maxQueueBytes` together.
   client.shareQueueBudget(new QueueBudget(options.sender.maxQueueBytes));
   return client;
