@@ -36,7 +36,7 @@ import { sendingTo } from './support/test-app.js';
 import { ask, comparable, type Answer } from './support/twin-apps.js';
 
 /**
- * GraphQL (issue 11): the app of the Nest docs' code-first recipe, on Apollo (Express) and on Mercurius
+ * GraphQL: the app of the Nest docs' code-first recipe, on Apollo (Express) and on Mercurius
  * (Fastify), booted with and without the module. Its answers (data, errors, extensions, status) and Nest's
  * own error log must be the same; the loopback PostHog and Sentry must see one `api_request` per operation,
  * named `graphql:<type> <Name>`, and each resolver error reported once.

@@ -35,7 +35,7 @@ import { SentryServer } from './support/sentry-server.js';
 import { ADAPTERS, sendingTo, type AdapterName } from './support/test-app.js';
 
 /**
- * Outbound propagation and trace context (issue 11), with two Nest services on loopback, both running the
+ * Outbound propagation and trace context, with two Nest services on loopback, both running the
  * module: service A's handlers call service B with fetch, `@nestjs/axios` and node:http; one journey, one
  * `request_id` and one `trace_id` across the hop, as the loopback PostHog receives them. A third server (C)
  * stands for a host the app excludes.

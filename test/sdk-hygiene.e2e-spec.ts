@@ -12,7 +12,7 @@ import { SentryServer } from './support/sentry-server.js';
 import { ADAPTERS, createTestApp, sendingTo, type AdapterName } from './support/test-app.js';
 
 /**
- * How the module behaves next to the app's own use of the same SDKs (issue 10, points 5, 9 and 10), with real
+ * How the module behaves next to the app's own use of the same SDKs, with real
  * clients: the shared posthog-node client and the module's sender post to a capture server, and `@sentry/node`,
  * initialised here as an app does (`Sentry.init()` before Nest starts, tracing on), to a Sentry server.
  * Sentry's client is process-wide: one `Sentry.init()` for the file, both adapters use it.

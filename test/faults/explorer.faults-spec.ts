@@ -466,7 +466,7 @@ describe('journey explorer under hostile input, floods and hard kills', () => {
       expect(total).toBeLessThanOrEqual(200_000);
       // Storing no longer holds reads up (it did for the whole ~5 s of a flood): reads run between slices.
       // Decoding one 5 MiB body still takes the event loop for about half a second.
-      // (Before, one read got in per flood, after the whole batch.)
+      // (Ingested in one piece, a batch would let one read in per flood, after the whole batch.)
       for (const n of readsPerFlood) expect(n).toBeGreaterThanOrEqual(5);
       expect(median).toBeLessThan(600);
       expect(slowestRead).toBeLessThan(5000);

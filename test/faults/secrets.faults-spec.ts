@@ -11,7 +11,7 @@ import { createTestApp, sendingTo } from '../support/test-app.js';
 import { FaultReport } from './fault-report.js';
 
 /**
- * Issue 13: no secret leaves the process, whatever its shape and wherever the
+ * No secret leaves the process, whatever its shape and wherever the
  * app puts it, and redaction costs linear time on any input. A real app (the
  * module with posthog-node and `@sentry/node`) sends to a capture server and a
  * Sentry server on 127.0.0.1; every shape of the table, in every position, is

@@ -160,7 +160,7 @@ describe('PostHog answers 413 to every batch', () => {
         answeredWrongly: wrong,
         eventsExpected: 0,
         eventsDelivered: capture.events.length,
-        note: `${posts} POSTs for ${total} events (before: every batch split down to single events, 2n−1 POSTs per n-event batch); ${dropLines} "Dropped" line(s); reason: ${logger.entries.find((e) => /Dropped/.test(e.message))?.message ?? 'none'}`,
+        note: `${posts} POSTs for ${total} events (splitting every batch down to single events would take 2n−1 POSTs per n-event batch); ${dropLines} "Dropped" line(s); reason: ${logger.entries.find((e) => /Dropped/.test(e.message))?.message ?? 'none'}`,
       });
       expect(wrong).toBe(0);
       expect(sink.budget.drops.totals.get('too-large')).toBe(total);

@@ -73,7 +73,7 @@ const master = card('51', 16);
 const amex = card('37', 15);
 
 export const SECRET_SHAPES: SecretShape[] = [
-  // Already caught before issue 13
+  // Common shapes: tokens of the usual providers, credentials in URLs and key=value pairs
   shape('Bearer token (long)', (s) => `Authorization: Bearer ${s}`, draw(ALNUM, 32)),
   shape('Basic credentials', (s) => `upstream sent Basic ${s}`, Buffer.from(`admin:${draw(ALNUM, 14)}`).toString('base64')),
   shape('JWT', (s) => `jwt malformed: eyJhbGciOiJIUzI1NiJ9.${s}.${draw(B64URL, 43)}`, `eyJ${draw(B64URL, 40)}`),
@@ -98,7 +98,7 @@ export const SECRET_SHAPES: SecretShape[] = [
   shape('JSON "api_key"', (s) => `body: {"api_key": "${s}", "id": 4}`, draw(ALNUM, 28)),
   shape('client_secret=', (s) => `oauth: client_secret=${s} invalid`, draw(ALNUM, 32)),
   shape("'password': '…'", (s) => `config {'password': '${s}'}`, draw(ALNUM + '@-', 18)),
-  // Issue 13: reached PostHog and Sentry
+  // Rarer providers and formats (private key blocks, webhooks, card numbers, JSON secrets)
   shape('Slack xapp-', (s) => `socket mode refused ${s}`, `xapp-1-${draw(UPPER + DIGITS, 11)}-${draw(DIGITS, 13)}-${draw(HEX, 64)}`),
   shape(
     'Slack webhook URL',
