@@ -102,7 +102,7 @@ export interface TelemetryModuleOptions {
   /**
    * GraphQL (`@nestjs/graphql` with Apollo or Mercurius): one `api_request` per operation, `endpoint`
    * `graphql:<query|mutation|subscription> <OperationName>` (an anonymous one named by its first field), instead of
-   * one for the HTTP request carrying them; resolver errors reported once. README, "GraphQL".
+   * one for the HTTP request carrying them; resolver errors reported once. docs/transports.md, "GraphQL".
    * @default true
    */
   captureGraphql?: boolean;
@@ -122,7 +122,7 @@ export interface TelemetryModuleOptions {
   /**
    * WebSocket gateways (`@nestjs/websockets`, socket.io or `ws`): one `api_request` per `@SubscribeMessage` handler
    * call, `endpoint` `ws:<event>`, `method` `WS`; its errors reported once (`api_error`, `$exception`, Sentry), the
-   * gateway's answers unchanged. README, "WebSockets".
+   * gateway's answers unchanged. docs/transports.md, "WebSockets".
    * @default true
    */
   captureWebSockets?: boolean;
