@@ -148,7 +148,6 @@ async function main(): Promise<void> {
   const telemetry = await telemetryFor(config.mode);
 
   @Module({ imports: telemetry.imports, controllers: [ItemsController] })
-  // eslint-disable-next-line @typescript-eslint/no-extraneous-class -- a Nest module is a class that only carries metadata
   class BenchAppModule {}
 
   // Errors and warnings only: the libraries' dropped-event warnings must stay visible.

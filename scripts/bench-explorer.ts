@@ -48,7 +48,14 @@ function batch(): Buffer {
 }
 
 const dir = mkdtempSync(join(tmpdir(), 'explorer-bench-'));
-const settings = { port: 0, host: '127.0.0.1', dbPath: join(dir, 'events.duckdb'), retentionDays: 0, maxEvents: Number(process.env.BENCH_MAX_EVENTS ?? 10_000_000), maxBodyBytes: 5 * 1024 * 1024 };
+const settings = {
+  port: 0,
+  host: '127.0.0.1',
+  dbPath: join(dir, 'events.duckdb'),
+  retentionDays: 0,
+  maxEvents: Number(process.env.BENCH_MAX_EVENTS ?? 10_000_000),
+  maxBodyBytes: 5 * 1024 * 1024,
+};
 const { app, url } = await startExplorer(settings, false);
 const size = () => readdirSync(dir).reduce((sum, f) => sum + statSync(join(dir, f)).size, 0);
 const time = async (path: string) => {
@@ -60,7 +67,9 @@ const time = async (path: string) => {
 };
 
 console.log(`Explorer benchmark: ${STAGES} stages of ${STAGE_EVENTS} events, batches of ${BATCH}, ${CONCURRENCY} at a time\n`);
-console.log('events sent | events stored | events/s in stage | file MiB | summary ms | requests ms | journey (user) ms | journey (session) ms | errors ms | performance ms');
+console.log(
+  'events sent | events stored | events/s in stage | file MiB | summary ms | requests ms | journey (user) ms | journey (session) ms | errors ms | performance ms',
+);
 let total = 0;
 try {
   for (let stage = 0; stage < STAGES; stage += 1) {
@@ -69,7 +78,11 @@ try {
     for (let i = 0; i < bodies.length; i += CONCURRENCY) {
       await Promise.all(
         bodies.slice(i, i + CONCURRENCY).map(async (body) => {
-          const response = await fetch(`${url}/batch/`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' }, body });
+          const response = await fetch(`${url}/batch/`, {
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json', 'Content-Encoding': 'gzip' },
+            body,
+          });
           if (!response.ok) throw new Error(`batch: ${response.status}`);
           await response.text();
         }),

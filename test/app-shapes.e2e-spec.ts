@@ -15,7 +15,6 @@ import {
   UseFilters,
   type ArgumentsHost,
   type ExceptionFilter,
-  type INestApplication,
   type MessageEvent,
 } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
@@ -177,10 +176,7 @@ class ProbesController {
 class StreamsController {
   @Sse('sse-fails')
   sseFails(@Headers('x-request-id') id: string): Observable<MessageEvent> {
-    return concat(
-      of({ data: { n: 1 } }, { data: { n: 2 } }),
-      throwError(() => new Error(said('feed broke midway', id))).pipe(delay(20)),
-    );
+    return concat(of({ data: { n: 1 } }, { data: { n: 2 } }), throwError(() => new Error(said('feed broke midway', id))).pipe(delay(20)));
   }
 
   @Sse('sse-ok')
@@ -190,7 +186,7 @@ class StreamsController {
 
   @Get('file-fails')
   fileFails(@Headers('x-request-id') id: string): StreamableFile {
-    const source = new Readable({ read() {} });
+    const source = new Readable({ read: () => undefined });
     source.push('first chunk of the report\n');
     setTimeout(() => source.destroy(new Error(said('disk read failed', id))), 30);
     return new StreamableFile(source, { type: 'text/plain' });
@@ -198,7 +194,7 @@ class StreamsController {
 
   @Get('file-slow')
   fileSlow(): StreamableFile {
-    const source = new Readable({ read() {} });
+    const source = new Readable({ read: () => undefined });
     source.push('a slow report\n');
     const timer = setInterval(() => source.push('more\n'), 20);
     source.on('close', () => clearInterval(timer));
@@ -227,17 +223,20 @@ async function compareTwins(
   shape: AppShape,
   asks: Ask[],
   { placement = 'first', telemetry = telemetryOptions() }: { placement?: TelemetryPlacement; telemetry?: TelemetryModuleOptions } = {},
-): Promise<Array<{ requestId: string; status: number; body: string }>> {
+): Promise<{ requestId: string; status: number; body: string }[]> {
   const bare = await bootApp(adapter, shape);
   const withModule = await bootApp(adapter, shape, telemetry, placement);
   try {
-    const seen: Array<{ requestId: string; status: number; body: string }> = [];
+    const seen: { requestId: string; status: number; body: string }[] = [];
     for (const a of asks) {
       const requestId = fresh('req');
       const withHeaders = { ...a, headers: { 'x-request-id': requestId, ...(a.headers ?? {}) } };
       const expected = await ask(bare, withHeaders);
       const actual = await ask(withModule, withHeaders);
-      expect({ ask: `${a.method ?? 'GET'} ${a.path}`, ...comparable(actual) }).toEqual({ ask: `${a.method ?? 'GET'} ${a.path}`, ...comparable(expected) });
+      expect({ ask: `${a.method ?? 'GET'} ${a.path}`, ...comparable(actual) }).toEqual({
+        ask: `${a.method ?? 'GET'} ${a.path}`,
+        ...comparable(expected),
+      });
       expect(actual.headers['x-request-id']).toBe(requestId);
       seen.push({ requestId, status: actual.status, body: actual.body.toString() });
     }
@@ -316,7 +315,9 @@ describe.each(ADAPTERS)('the app answers as without the module, over %s', (adapt
       await sentry.waitForRequests(crash.requestId);
       const [crashInSentry] = sentryOf(crash.requestId);
       expect(sentryOf(crash.requestId)).toHaveLength(1);
-      expect(crashInSentry.exception?.values?.[0]).toMatchObject({ mechanism: { type: 'auto.http.nestjs_posthog_telemetry', handled: false } });
+      expect(crashInSentry.exception?.values?.[0]).toMatchObject({
+        mechanism: { type: 'auto.http.nestjs_posthog_telemetry', handled: false },
+      });
 
       expect(names(await eventsOf(ok.requestId, ['api_request']))).toEqual(['api_request']);
     });
@@ -392,7 +393,11 @@ describe.each(ADAPTERS)('the app answers as without the module, over %s', (adapt
     });
 
     it('health probes under the prefix are left out by default, wherever they sit', async () => {
-      const answers = await compareTwins(adapter, prefixed, [{ path: '/api/health' }, { path: '/api/healthz' }, { path: '/api/v1/readyz' }]);
+      const answers = await compareTwins(adapter, prefixed, [
+        { path: '/api/health' },
+        { path: '/api/healthz' },
+        { path: '/api/v1/readyz' },
+      ]);
       await eventsOf((await compareTwins(adapter, prefixed, [{ path: '/api/shop/items/1' }]))[0].requestId, ['api_request']);
       for (const answer of answers) {
         expect(answer.status).toBe(200);
@@ -439,8 +444,15 @@ describe.each(ADAPTERS)('the app answers as without the module, over %s', (adapt
       expect(answer.body).toContain('event: error');
       const events = await eventsOf(answer.requestId, ['api_request', 'api_error', '$exception']);
       expect(names(events)).toEqual(['$exception', 'api_error', 'api_request']);
-      expect(events.find((e) => e.event === 'api_request')!.properties).toMatchObject({ status_code: 200, success: false, endpoint: '/live/sse-fails' });
-      expect(events.find((e) => e.event === 'api_error')!.properties).toMatchObject({ status_code: 200, error_message: expect.stringContaining('feed broke midway') });
+      expect(events.find((e) => e.event === 'api_request')!.properties).toMatchObject({
+        status_code: 200,
+        success: false,
+        endpoint: '/live/sse-fails',
+      });
+      expect(events.find((e) => e.event === 'api_error')!.properties).toMatchObject({
+        status_code: 200,
+        error_message: expect.stringContaining('feed broke midway'),
+      });
       await sentry.waitForRequests(answer.requestId);
       expect(sentryOf(answer.requestId)).toHaveLength(1);
 
@@ -481,7 +493,9 @@ describe.each(ADAPTERS)('the app answers as without the module, over %s', (adapt
 
 describe('Nest exception filters are not shadowed by TelemetryModule in a submodule', () => {
   it.each(ADAPTERS)('an APP_FILTER of a module imported before TelemetryModule still runs (%s)', async (adapter) => {
-    const [pay] = await compareTwins(adapter, { imports: [BillingModule], controllers: [ShopController] }, [{ path: '/shop/pay/3' }], { placement: 'last' });
+    const [pay] = await compareTwins(adapter, { imports: [BillingModule], controllers: [ShopController] }, [{ path: '/shop/pay/3' }], {
+      placement: 'last',
+    });
     expect(pay.status).toBe(HttpStatus.PAYMENT_REQUIRED);
     expect(JSON.parse(pay.body)).toMatchObject({ error: 'payment required' });
   });

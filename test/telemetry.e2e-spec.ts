@@ -1,5 +1,8 @@
-import { Controller, Get, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Inject, UseGuards, type INestApplication } from '@nestjs/common';
+import { POSTHOG_CLIENT } from 'nestjs-posthog-telemetry';
+import type { PostHog } from 'posthog-node';
 import request from 'supertest';
+import { DemoAuthGuard } from '../apps/demo/src/demo-auth.guard.js';
 import { createBareApp } from './support/bare-app.js';
 import { CaptureServer, type CapturedEvent } from './support/capture-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
@@ -39,6 +42,21 @@ class HostileController {
   }
 }
 
+/** The app's own posthog-node calls after its auth guard ran. */
+@Controller('own')
+class OwnCapturesController {
+  constructor(@Inject(POSTHOG_CLIENT) private readonly posthog: PostHog) {}
+
+  @Get('exception')
+  @UseGuards(DemoAuthGuard)
+  exception() {
+    // posthog-node copies the context for an exception: the copy must still name the request's user.
+    this.posthog.captureException(new Error('reported by the app itself'));
+    this.posthog.capture({ event: 'own_event' });
+    return { ok: true };
+  }
+}
+
 let sequence = 0;
 /** A correlation id no other test uses, so each test reads only its own events. */
 const freshId = (label: string) => `${label}-${process.pid}-${++sequence}`;
@@ -66,7 +84,7 @@ describe.each(ADAPTERS)('TelemetryModule over %s', (adapter) => {
         tracebackLimit: TRACEBACK_LIMIT,
         internalDomains: ['staff.example'],
       }),
-      { controllers: [HostileController] },
+      { controllers: [HostileController, OwnCapturesController] },
     );
     http = request(app.getHttpServer());
   });
@@ -218,7 +236,10 @@ describe.each(ADAPTERS)('TelemetryModule over %s', (adapter) => {
   describe('slow_request', () => {
     it('is sent above the threshold, with duration and threshold', async () => {
       const id = freshId('slow');
-      await http.get(`/slow?ms=${SLOW_THRESHOLD_MS + 150}`).set('X-Request-ID', id).expect(200);
+      await http
+        .get(`/slow?ms=${SLOW_THRESHOLD_MS + 150}`)
+        .set('X-Request-ID', id)
+        .expect(200);
       const events = await settled(id, ['api_request', 'slow_request']);
       const [slow] = named(events, 'slow_request');
       expect(slow.properties).toMatchObject({
@@ -324,6 +345,20 @@ describe.each(ADAPTERS)('TelemetryModule over %s', (adapter) => {
       expect(sent.properties.message_length).toBe(5);
       expect(reply.properties.$lib).toBe('posthog-node');
       expect(apiRequest.distinct_id).toBe(BROWSER_ID);
+    });
+  });
+
+  describe("the app's own posthog-node calls", () => {
+    it('name the user its guard set, in a capture and in an exception', async () => {
+      const id = freshId('own');
+      await http.get('/own/exception').set('X-Request-ID', id).set('Authorization', 'Bearer user_own_1').expect(200);
+      const events = await settled(id, ['api_request', 'own_event', '$exception']);
+      for (const name of ['own_event', '$exception', 'api_request']) {
+        const [event] = named(events, name);
+        expect(event.distinct_id).toBe('user_own_1');
+        expect(event.properties).toMatchObject({ request_id: id, user_id: 'user_own_1', environment: 'test' });
+        expect(event.properties.$process_person_profile).toBeUndefined();
+      }
     });
   });
 

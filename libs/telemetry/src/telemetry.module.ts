@@ -3,11 +3,7 @@ import { DiscoveryModule } from '@nestjs/core';
 import { POSTHOG_CLIENT } from './telemetry.constants.js';
 import { TELEMETRY_PROVIDERS } from './telemetry.providers.js';
 import { TelemetryService } from './telemetry.service.js';
-import {
-  ASYNC_OPTIONS_TYPE,
-  ConfigurableTelemetryModule,
-  OPTIONS_TYPE,
-} from './telemetry.module-definition.js';
+import { ASYNC_OPTIONS_TYPE, ConfigurableTelemetryModule, OPTIONS_TYPE } from './telemetry.module-definition.js';
 
 /**
  * PostHog telemetry for the whole app from one import:

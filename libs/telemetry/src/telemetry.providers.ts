@@ -1,13 +1,11 @@
 import type { Provider } from '@nestjs/common';
 import type { PostHog } from 'posthog-node';
-import { APP_GUARD } from '@nestjs/core';
 import { ErrorReporter } from './errors/error-reporter.js';
 import { Identities } from './events/identities.js';
 import { OperationRecorder } from './events/operation-recorder.js';
 import { Operations } from './request/operations.js';
 import { OutboundPropagation } from './outbound/outbound-propagation.js';
 import { RequestEntry } from './http/request-entry.js';
-import { TelemetryGuard } from './http/telemetry.guard.js';
 import { JobErrorsExplorer } from './jobs/job-errors.explorer.js';
 import { GraphqlTelemetry } from './graphql/graphql-telemetry.js';
 import { RPC_ENTRY_PROVIDER } from './rpc/rpc-entry.js';
@@ -29,10 +27,11 @@ import { PostHogBatchSender } from './transport/posthog-batch-sender.js';
 
 /** The one sender of the module's own events: PostHog batches, or the log in local mode. */
 function createEventSink(options: ResolvedTelemetryOptions, sentry: SentryApi | undefined, posthog: PostHog): EventSink {
-  if (options.mode !== 'posthog') return new LocalLogSink();
+  // Without a key the mode is never `posthog`.
+  if (options.mode !== 'posthog' || options.apiKey === undefined) return new LocalLogSink();
   // Its queue and posthog-node's share one byte budget (`maxQueueBytes`).
   const budget = posthog instanceof SharedPostHog ? posthog.queueBudget : undefined;
-  const sender = new PostHogBatchSender({ host: options.host, apiKey: options.apiKey!, ...options.sender, budget });
+  const sender = new PostHogBatchSender({ host: options.host, apiKey: options.apiKey, ...options.sender, budget });
   // posthog-node's `$exception`s are queued by the sender too: the same outage guarantees, and a link names a queued event.
   if (posthog instanceof SharedPostHog) posthog.routeExceptionsTo(sender);
   // Its deliveries never join the app's Sentry traces.
@@ -82,5 +81,4 @@ export const TELEMETRY_PROVIDERS: Provider[] = [
   WS_PACKAGE_PROVIDER,
   WsTelemetry,
   OutboundPropagation,
-  { provide: APP_GUARD, useClass: TelemetryGuard },
 ];

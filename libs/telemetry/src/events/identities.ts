@@ -18,12 +18,12 @@ export class Identities {
   /** The identity of an operation's events; `undefined`: send nothing (an internal user, dropped). */
   of(operation: Operation): EventIdentity | undefined {
     const user = operation.user;
-    const internal = this.isInternal(user);
+    const internal = user?.email !== undefined && this.isInternal(user);
     if (internal && this.options.internalUsers === 'drop') return undefined;
     return {
       distinctId: operation.distinctId,
       requestId: operation.requestId,
-      userId: operation.userId,
+      userId: user !== undefined ? user.id : 'anonymous',
       environment: this.options.environment,
       sessionId: operation.sessionId,
       personless: operation.personless,

@@ -10,7 +10,7 @@ import { REDACTOR, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import { Identities } from './identities.js';
 import { isExcludedPath, type ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { decideLateError, decideOutcome, type ErrorOutcome, type OutcomeRules } from './outcome.js';
-import { apiRequestEvent, slowRequestEvent, type EventIdentity } from './telemetry-events.js';
+import { slowRequestEvent, type EventIdentity } from './telemetry-events.js';
 
 /** Sentry's mechanism of the errors of requests: an unhandled one reached none of the app's filters. */
 export const REQUEST_MECHANISM = 'auto.http.nestjs_posthog_telemetry';
@@ -23,7 +23,7 @@ export const REQUEST_MECHANISM = 'auto.http.nestjs_posthog_telemetry';
 @Injectable()
 export class OperationRecorder {
   private readonly rules: OutcomeRules;
-  private readonly staticPaths: ReadonlyArray<string | RegExp>;
+  private readonly staticPaths: readonly (string | RegExp)[];
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) options: ResolvedTelemetryOptions,
@@ -46,14 +46,23 @@ export class OperationRecorder {
     try {
       if (operation.skip || operation.carried || operation.ended) return;
       // A static file no route of the app answered (a static-files middleware, a missing asset's 404).
-      if (operation.endpoint === undefined && operation.rawUrl !== undefined && isExcludedPath(pathOf(operation.rawUrl), this.staticPaths)) return;
+      if (operation.endpoint === undefined && operation.rawUrl !== undefined && isExcludedPath(pathOf(operation.rawUrl), this.staticPaths))
+        return;
       const outcome = decideOutcome(operation.finish(status, sentWhole, performance.now()), this.rules);
       const identity = this.identities.of(operation);
       if (!identity) return;
       const { endpoint, method } = outcome;
-      this.events.send(apiRequestEvent(identity, { endpoint, method, statusCode: outcome.status, durationMs: outcome.durationMs, success: outcome.success }));
+      this.events.sendApiRequest(identity, {
+        endpoint,
+        method,
+        statusCode: outcome.status,
+        durationMs: outcome.durationMs,
+        success: outcome.success,
+      });
       if (outcome.slow) {
-        this.events.send(slowRequestEvent(identity, { endpoint, method, durationMs: outcome.durationMs, thresholdMs: this.rules.slowThresholdMs }));
+        this.events.send(
+          slowRequestEvent(identity, { endpoint, method, durationMs: outcome.durationMs, thresholdMs: this.rules.slowThresholdMs }),
+        );
       }
       if (outcome.error) this.report(identity, operation, outcome.error, endpoint, method, outcome.status);
     } catch (error) {
@@ -74,13 +83,24 @@ export class OperationRecorder {
     }
   }
 
-  private report(identity: EventIdentity, operation: Operation, error: ErrorOutcome, endpoint: string, method: string, statusCode: number): void {
-    this.errors.report(identity, error.value, { endpoint, method, statusCode }, {
-      tracked: error.tracked,
-      handled: error.handled,
-      mechanism: REQUEST_MECHANISM,
-      redact: withoutRawUrl(this.redact, operation.rawUrl, endpoint),
-    });
+  private report(
+    identity: EventIdentity,
+    operation: Operation,
+    error: ErrorOutcome,
+    endpoint: string,
+    method: string,
+    statusCode: number,
+  ): void {
+    this.errors.report(
+      identity,
+      error.value,
+      { endpoint, method, statusCode },
+      {
+        tracked: error.tracked,
+        handled: error.handled,
+        mechanism: REQUEST_MECHANISM,
+        redact: withoutRawUrl(this.redact, operation.rawUrl, endpoint),
+      },
+    );
   }
-
 }

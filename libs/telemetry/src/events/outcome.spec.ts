@@ -17,7 +17,15 @@ const op = (over: Partial<FinishedOperation> = {}): FinishedOperation => ({
 
 describe('decideOutcome', () => {
   it('a success: one api_request, no error, not slow', () => {
-    expect(decideOutcome(op(), rules)).toEqual({ endpoint: '/items/:id', method: 'GET', status: 200, durationMs: 12, success: true, slow: false, error: undefined });
+    expect(decideOutcome(op(), rules)).toEqual({
+      endpoint: '/items/:id',
+      method: 'GET',
+      status: 200,
+      durationMs: 12,
+      success: true,
+      slow: false,
+      error: undefined,
+    });
   });
 
   it('slow above the threshold only', () => {
@@ -30,7 +38,10 @@ describe('decideOutcome', () => {
   });
 
   it("an unknown route's 404 is no error, and is (unmatched)", () => {
-    const outcome = decideOutcome(op({ endpoint: undefined, status: 404, hasError: true, error: new NotFoundException('Cannot GET /x') }), rules);
+    const outcome = decideOutcome(
+      op({ endpoint: undefined, status: 404, hasError: true, error: new NotFoundException('Cannot GET /x') }),
+      rules,
+    );
     expect(outcome).toMatchObject({ endpoint: '(unmatched)', status: 404, error: undefined });
   });
 
@@ -42,17 +53,30 @@ describe('decideOutcome', () => {
     });
   });
 
-  it("a 4xx an app filter answered is an error, not tracked, handled", () => {
+  it('a 4xx an app filter answered is an error, not tracked, handled', () => {
     const error = new ForbiddenException();
-    expect(decideOutcome(op({ status: 403, hasError: true, error, errorAnswered: true }), rules).error).toEqual({ value: error, severity: 403, tracked: false, handled: true });
-    expect(decideOutcome(op({ status: 403, hasError: true, error }), { ...rules, captureExceptionsMinStatus: 400 }).error?.tracked).toBe(true);
-    expect(decideOutcome(op({ status: 500, hasError: true, error: new Error('x') }), { ...rules, captureExceptionsMinStatus: undefined }).error?.tracked).toBe(false);
+    expect(decideOutcome(op({ status: 403, hasError: true, error, errorAnswered: true }), rules).error).toEqual({
+      value: error,
+      severity: 403,
+      tracked: false,
+      handled: true,
+    });
+    expect(decideOutcome(op({ status: 403, hasError: true, error }), { ...rules, captureExceptionsMinStatus: 400 }).error?.tracked).toBe(
+      true,
+    );
+    expect(
+      decideOutcome(op({ status: 500, hasError: true, error: new Error('x') }), { ...rules, captureExceptionsMinStatus: undefined }).error
+        ?.tracked,
+    ).toBe(false);
   });
 
   it('a failure after a success was sent: not a success, weighed as the error itself', () => {
     const outcome = decideOutcome(op({ status: 200, hasError: true, error: new Error('stream broke') }), rules);
     expect(outcome).toMatchObject({ status: 200, success: false, error: { severity: 500, tracked: true, handled: false } });
-    expect(decideOutcome(op({ status: 200, hasError: true, error: new ForbiddenException() }), rules).error).toMatchObject({ severity: 403, tracked: false });
+    expect(decideOutcome(op({ status: 200, hasError: true, error: new ForbiddenException() }), rules).error).toMatchObject({
+      severity: 403,
+      tracked: false,
+    });
   });
 
   it('an error an app filter answered with a success status stays a success', () => {
@@ -64,6 +88,8 @@ describe('decideOutcome', () => {
 
   it('ignored errors make no error', () => {
     class Expected extends Error {}
-    expect(decideOutcome(op({ status: 500, hasError: true, error: new Expected() }), { ...rules, ignoreErrors: [Expected] }).error).toBeUndefined();
+    expect(
+      decideOutcome(op({ status: 500, hasError: true, error: new Expected() }), { ...rules, ignoreErrors: [Expected] }).error,
+    ).toBeUndefined();
   });
 });

@@ -83,7 +83,10 @@ describe('apiRequestEvent', () => {
     expect(request(200).properties.$session_id).toBe('sess-1');
     const anon = apiRequestEvent(anonymous, { endpoint: '/', method: 'GET', statusCode: 200, durationMs: 1 });
     expect(anon.properties).not.toHaveProperty('$session_id');
-    const noRequest = apiRequestEvent({ ...anonymous, requestId: undefined }, { endpoint: '/', method: 'GET', statusCode: 200, durationMs: 1 });
+    const noRequest = apiRequestEvent(
+      { ...anonymous, requestId: undefined },
+      { endpoint: '/', method: 'GET', statusCode: 200, durationMs: 1 },
+    );
     expect(noRequest.properties).not.toHaveProperty('request_id');
   });
 
@@ -104,7 +107,13 @@ describe('slowRequestEvent and apiErrorEvent', () => {
   it('slow_request carries the rounded duration and the threshold', () => {
     const e = slowRequestEvent(user, { endpoint: '/slow', method: 'POST', durationMs: 6000.123, thresholdMs: 5000 });
     expect(e.event).toBe('slow_request');
-    expect(e.properties).toMatchObject({ endpoint: '/slow', method: 'POST', duration_ms: 6000.12, threshold_ms: 5000, request_id: 'req-1' });
+    expect(e.properties).toMatchObject({
+      endpoint: '/slow',
+      method: 'POST',
+      duration_ms: 6000.12,
+      threshold_ms: 5000,
+      request_id: 'req-1',
+    });
   });
 
   it('api_error carries the details and a bounded error_context', () => {

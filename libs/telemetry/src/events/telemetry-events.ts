@@ -72,10 +72,27 @@ function event(name: string, identity: EventIdentity, properties: Record<string,
     event: name,
     distinct_id: identity.distinctId,
     properties,
-    timestamp: new Date().toISOString(),
+    timestamp: isoTimestamp(Date.now()),
     uuid: randomUUID(),
   };
 }
+
+/** The ISO 8601 text of the current second, up to its `.`: one `Date` formatted per second, not per event. */
+let second = Number.NaN;
+let secondText = '';
+
+/** `new Date(ms).toISOString()`, for a whole number of milliseconds. */
+export function isoTimestamp(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s !== second) {
+    secondText = new Date(s * 1000).toISOString().slice(0, -4);
+    second = s;
+  }
+  return secondText + MILLIS[ms - s * 1000];
+}
+
+/** `000Z` to `999Z`. */
+const MILLIS = Array.from({ length: 1000 }, (_, milli) => String(milli).padStart(3, '0') + 'Z');
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 

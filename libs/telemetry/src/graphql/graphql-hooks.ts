@@ -48,12 +48,21 @@ export function fieldPathOf(source: unknown): string | undefined {
   const path = (source as { path?: unknown } | undefined)?.path;
   if (Array.isArray(path)) return path.join('.');
   const keys: unknown[] = [];
-  for (let current = path as { key?: unknown; prev?: unknown } | undefined; current && keys.length < 100; current = current.prev as typeof current) {
+  for (
+    let current = path as { key?: unknown; prev?: unknown } | undefined;
+    current && keys.length < 100;
+    current = current.prev as typeof current
+  ) {
     keys.unshift(current.key);
   }
   return keys.length > 0 ? keys.join('.') : undefined;
 }
 
+/** What is read of the `ArgumentsHost` Nest hands its exception handler. */
+interface HandlerHost {
+  getType?(): unknown;
+  getArgByIndex?(index: number): unknown;
+}
 
 /**
  * Where the module sees resolver errors, inside Nest, changing nothing of what happens there:
@@ -69,23 +78,27 @@ export function fieldPathOf(source: unknown): string | undefined {
 export function hookNestGraphqlPaths(): void {
   hookOnce(ExternalExceptionsHandler.prototype, (prototype) => {
     const next = prototype.next;
-    prototype.next = function (this: { filters?: unknown }, exception: unknown, host: any) {
+    prototype.next = function (this: { filters?: unknown }, exception: unknown, host: HandlerHost | undefined) {
       try {
         if (host?.getType?.() === 'graphql') {
           const answered = answeredByAppFilter(this.filters, exception);
-          trackedByContext(host.getArgByIndex?.(2))?.noteError(exception, answered, answered ? fieldPathOf(host.getArgByIndex?.(3)) : undefined);
+          trackedByContext(host.getArgByIndex?.(2))?.noteError(
+            exception,
+            answered,
+            answered ? fieldPathOf(host.getArgByIndex?.(3)) : undefined,
+          );
         }
       } catch {
         /* the app's own handling matters more than the note */
       }
-      return next.call(this, exception as never, host);
+      return next.call(this, exception as never, host as never);
     } as typeof prototype.next;
   });
 }
 
 /**
  * `@SkipTelemetry()` on a resolver (or its class) that runs in a tracked GraphQL operation: no events for the
- * operation. Called by the module's global guard for `graphql` contexts; never throws.
+ * operation. Called where the resolver is built (http/route-hooks.ts); never throws.
  */
 export function skipGraphqlOperation(context: { getArgByIndex?(index: number): unknown }): void {
   try {

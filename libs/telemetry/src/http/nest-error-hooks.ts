@@ -6,8 +6,6 @@ import { currentOperation, operationOf } from '../request/request-context.js';
 import { answeredByAppFilter, hookOnce } from '../errors/nest-hooks.js';
 import { routeTemplateOf } from './route-template.js';
 
-
-
 /** Notes an exception on its request, seen where Nest hands it to the filters. Never throws. */
 function noteRouteException(exception: unknown, host: { getArgByIndex?(i: number): unknown }, filters: unknown): void {
   try {
@@ -17,7 +15,6 @@ function noteRouteException(exception: unknown, host: { getArgByIndex?(i: number
     /* the app's own handling matters more than the note */
   }
 }
-
 
 /**
  * Where the module sees a request's errors without being an exception filter:

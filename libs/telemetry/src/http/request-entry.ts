@@ -1,11 +1,15 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { Operations } from '../request/operations.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
 import { hookNestErrorPaths } from './nest-error-hooks.js';
-import { attachOperation, operationOf } from '../request/request-context.js';
+import { hookRoutes } from './route-hooks.js';
+import { hookOnce } from '../errors/nest-hooks.js';
+import { attachOperation, OPERATION, operationOf } from '../request/request-context.js';
 import { resolveRequestId } from '../request/request-id.js';
 import { frontendDistinctId } from '../request/frontend-identity.js';
 import type { Operation } from '../request/operation.js';
@@ -13,12 +17,37 @@ import { pathOf } from './route-template.js';
 import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import { isExcludedPath, type ResolvedTelemetryOptions } from '../telemetry.options.js';
 
+/** A server's `emit`, as it is wrapped. */
+type EmitFn = (...args: unknown[]) => boolean;
+
+/** What the module uses of a Fastify instance: its request ids. */
+interface FastifyIds {
+  genReqId?: (this: unknown, req: unknown) => string;
+  setGenReqId?: (generate: (this: unknown, req: unknown) => string) => void;
+}
 /** Longest frontend session or distinct id kept; longer ones are ignored. */
 const MAX_TRACING_HEADER = 200;
 /** Control characters, and the comma Node joins a repeated header with: such a value names nobody. */
+// eslint-disable-next-line no-control-regex -- the point: a header value with control characters names nobody
 const UNUSABLE_CHARS = /[\x00-\x1f\x7f-\x9f,]/;
 /** Values PostHog itself refuses as distinct ids. */
-const ILLEGAL_IDS = new Set(['undefined', 'null', 'anonymous', 'guest', 'distinct_id', 'distinctid', 'id', 'not_authenticated', 'email', 'true', 'false', '0', 'nan', 'none', '[object object]']);
+const ILLEGAL_IDS = new Set([
+  'undefined',
+  'null',
+  'anonymous',
+  'guest',
+  'distinct_id',
+  'distinctid',
+  'id',
+  'not_authenticated',
+  'email',
+  'true',
+  'false',
+  '0',
+  'nan',
+  'none',
+  '[object object]',
+]);
 
 /** A usable tracing header value (posthog-js's `tracing_headers`), or `undefined`. */
 function tracingHeader(value: string | string[] | undefined): string | undefined {
@@ -34,39 +63,67 @@ function isPreflight(req: IncomingMessage): boolean {
   return req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined;
 }
 
-type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
-
-/** The operations of a connection whose response has not closed yet, and the response of each. */
+/** The operations of a connection whose response has not finished yet, each with its response; and their owner. */
 const OPEN = Symbol('nestjs-posthog-telemetry.open-operations');
-type OpenOperations = Map<Operation, ServerResponse>;
+interface OpenOperations {
+  entry: RequestEntry;
+  /** Flat pairs: operation, response, operation, response… (more than one only for pipelined requests). */
+  pending: (Operation | ServerResponse)[];
+}
+type TrackedSocket = Socket & { [OPEN]?: OpenOperations };
+
+/** Published by Node's HTTP server once a response was sent whole (`finish`), with its request and socket. */
+const RESPONSE_FINISH = 'http.server.response.finish';
 
 /**
- * A `res.writeHead` that sends the module's id in the request id header whatever was set since the request
- * entered (a request-id middleware, an interceptor's `reply.header(...)`): the header the frontend reads and the
- * events' `request_id` never disagree. Made once per module; it reads the id off the request it answers.
+ * A `writeHead` that sends, for a request the module tracks, the module's id in the request id header
+ * whatever was set since the request entered (a request-id middleware, an interceptor's
+ * `reply.header(...)`), so the header the frontend reads and the events' `request_id` never disagree.
+ * `writeHead` answers; responses to requests the module does not track pass straight through.
  */
-function writeHeadKeepingRequestId(header: string): ServerResponse['writeHead'] {
-  const name = header.toLowerCase();
-  return function writeHead(this: ServerResponse, ...args: any[]) {
-    try {
-      const id = operationOf(this.req)?.requestId;
-      if (id !== undefined && !this.headersSent) {
-        if (this.getHeader(name) !== id) this.setHeader(header, id);
-        // Fields passed to `writeHead` itself (Fastify passes its reply's) override the ones set before:
-        // a copy of them carries the id, the caller's own object or array is left as it was.
-        const at = typeof args[1] === 'string' ? 2 : 1;
-        const fields = args[at];
-        if (fields !== null && typeof fields === 'object') args[at] = withRequestId(fields, name, id);
+function keepingRequestId(writeHead: ServerResponse['writeHead']): ServerResponse['writeHead'] {
+  // `arguments`, not rest parameters: no array per response on the way through.
+  /* eslint-disable prefer-rest-params */
+  return function writeHead$(this: ServerResponse) {
+    const operation = (this.req as (IncomingMessage & { [OPERATION]?: Operation }) | undefined)?.[OPERATION];
+    const name = operation?.idHeader;
+    if (operation === undefined || name === undefined || this.headersSent)
+      return writeHead.apply(this, arguments as unknown as Parameters<typeof writeHead>);
+    const id = operation.requestId;
+    if (arguments.length === 1) {
+      // `res.end()`'s own call (Express): the status only.
+      try {
+        if (this.getHeader(name) !== id) this.setHeader(name, id);
+      } catch {
+        /* the response goes as the app wrote it */
       }
+      return writeHead.call(this, arguments[0] as number);
+    }
+    const args = Array.prototype.slice.call(arguments);
+    try {
+      if (this.getHeader(name) !== id) this.setHeader(name, id);
+      // Fields passed to `writeHead` itself (Fastify passes its reply's) override the ones set before:
+      // a copy of them carries the id, the caller's own object or array is left as it was.
+      const at = typeof args[1] === 'string' ? 2 : 1;
+      const fields = args[at];
+      if (fields !== null && typeof fields === 'object') args[at] = withRequestId(fields, name.toLowerCase(), id);
     } catch {
       /* the response goes as the app wrote it */
     }
-    return Object.getPrototypeOf(this).writeHead.apply(this, args);
+    return writeHead.apply(this, args as Parameters<typeof writeHead>);
   } as ServerResponse['writeHead'];
+  /* eslint-enable prefer-rest-params */
+}
+
+/** Node's `ServerResponse.prototype.writeHead` keeps the id (`keepingRequestId`): patched once per process, not per response. */
+function keepRequestIdInWriteHead(): void {
+  hookOnce(ServerResponse.prototype as ServerResponse & object, (prototype) => {
+    prototype.writeHead = keepingRequestId(prototype.writeHead);
+  });
 }
 
 /** `writeHead`'s fields (an object, or `[name, value, …]`) with `id` as the value of the `name` header, if they name it: a copy. */
-function withRequestId(fields: any, name: string, id: string): unknown {
+function withRequestId(fields: object, name: string, id: string): unknown {
   if (Array.isArray(fields)) {
     let copy: unknown[] | undefined;
     for (let i = 0; i + 1 < fields.length; i += 2) {
@@ -74,8 +131,9 @@ function withRequestId(fields: any, name: string, id: string): unknown {
     }
     return copy ?? fields;
   }
+  const record = fields as Record<string, unknown>;
   let copy: Record<string, unknown> | undefined;
-  for (const key of Object.keys(fields)) if (key.toLowerCase() === name && fields[key] !== id) (copy ??= { ...fields })[key] = id;
+  for (const key of Object.keys(record)) if (key.toLowerCase() === name && record[key] !== id) (copy ??= { ...record })[key] = id;
   return copy ?? fields;
 }
 
@@ -83,32 +141,41 @@ function withRequestId(fields: any, name: string, id: string): unknown {
  * Fastify's `request.id` (its log lines' `reqId`, and the `req.id` @fastify/middie hands to middleware such as
  * pino-http) becomes the module's id; requests the module did not see keep Fastify's own.
  */
-function adoptRequestIdInFastify(fastify: any): void {
+function adoptRequestIdInFastify(fastify: FastifyIds | undefined): void {
   const own = fastify?.genReqId;
   if (typeof fastify?.setGenReqId !== 'function' || typeof own !== 'function') return;
-  fastify.setGenReqId(function (this: unknown, req: any) {
+  fastify.setGenReqId(function (this: unknown, req: unknown) {
     return operationOf(req)?.requestId ?? own.call(this, req);
   });
 }
 
 /**
- * Where a request enters: correlation id (kept or made, and returned), the
- * frontend's PostHog ids, the start time, and the async context everything
- * after runs in.
+ * Where a request enters and ends: correlation id (kept or made, and
+ * returned), the frontend's PostHog ids, the start time, and the async
+ * context everything after runs in.
  *
- * It listens to the Node HTTP server's `request` event, ahead of Express or
+ * It wraps the Node HTTP server's `emit` of `request`, ahead of Express or
  * Fastify, rather than being a Nest middleware: the same code for both
  * adapters, every request included (404s, requests other middleware rejects),
- * and none of Nest's per-request middleware routing (see the README's overhead
- * section).
+ * none of Nest's per-request middleware routing, and every listener runs
+ * inside the request's context (`run`, so nothing of it leaks into the
+ * connection's next request). The request ends where Node's HTTP server says
+ * its response finished (`diagnostics_channel`), or with its connection: no
+ * listener per request (see the README's overhead section).
  */
 @Injectable()
 export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Telemetry');
   private readonly responseHeader: string;
-  private readonly writeHead: ServerResponse['writeHead'];
-  private readonly listener: RequestListener = (req, res) => this.enter(req, res);
-  private server?: { prependListener(event: 'request', l: RequestListener): unknown; off(event: 'request', l: RequestListener): unknown };
+  private readonly requestHeader: string;
+  private server?: { emit: EmitFn };
+  private emit?: EmitFn;
+  private ownEmit = false;
+  private wrapper?: EmitFn;
+  /** Its `emit` wrapper hands requests on (until the app shuts down). */
+  active = false;
+  private readonly onFinish = (message: unknown): void =>
+    this.finished(message as { request: IncomingMessage; response: ServerResponse; socket?: TrackedSocket });
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
@@ -116,20 +183,28 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     private readonly failures: TelemetryFailures,
     private readonly adapterHost: HttpAdapterHost,
   ) {
-    this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : options.requestIdHeader;
-    this.writeHead = writeHeadKeepingRequestId(this.responseHeader);
+    this.requestHeader = internalized(options.requestIdHeader);
+    this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : this.requestHeader;
+    // Before Nest builds its routes (ahead of any module's `onModuleInit`).
     hookNestErrorPaths();
+    hookRoutes();
+    keepRequestIdInWriteHead();
   }
 
   onModuleInit(): void {
     const server = this.adapterHost.httpAdapter?.getHttpServer?.();
-    if (!server || typeof server.prependListener !== 'function') {
+    if (!server || typeof server.emit !== 'function' || typeof server.prependListener !== 'function') {
       // An application context or a serverless adapter: there is no HTTP server to listen to.
       if (this.adapterHost.httpAdapter) this.logger.warn('No Node HTTP server found: requests are not tracked.');
       return;
     }
+    const emit: EmitFn = server.emit;
     this.server = server;
-    server.prependListener('request', this.listener);
+    this.emit = emit;
+    this.ownEmit = Object.prototype.hasOwnProperty.call(server, 'emit');
+    this.active = true;
+    server.emit = this.wrapper = emitThrough(this, emit);
+    subscribe(RESPONSE_FINISH, this.onFinish);
     try {
       adoptRequestIdInFastify(this.adapterHost.httpAdapter.getInstance?.());
     } catch (error) {
@@ -138,67 +213,130 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   }
 
   onApplicationShutdown(): void {
-    this.server?.off('request', this.listener);
-  }
-
-  /**
-   * The operation finishes at the response's `close`: once it is sent, or when the client went away first.
-   * Requests pipelined behind it on a connection the client half-closed get no `close` of their own when
-   * the connection goes: the connection's `close` finishes those still open.
-   */
-  private finishOnClose(operation: Operation, req: IncomingMessage, res: ServerResponse): void {
-    const socket = req.socket as (typeof req.socket & { [OPEN]?: OpenOperations }) | null;
-    let open = socket?.[OPEN];
-    if (socket && open === undefined) {
-      const operations = (open = new Map());
-      socket[OPEN] = operations;
-      socket.once('close', () => {
-        for (const [pending, response] of operations) this.operations.finish(pending, response.statusCode, response.writableFinished);
-        operations.clear();
-      });
+    if (!this.active) return;
+    this.active = false;
+    unsubscribe(RESPONSE_FINISH, this.onFinish);
+    // Put back unless another library wrapped it since (then the wrapper passes through).
+    const server = this.server;
+    if (server && this.emit && server.emit === this.wrapper) {
+      if (this.ownEmit) server.emit = this.emit;
+      else delete (server as { emit?: unknown }).emit;
     }
-    open?.set(operation, res);
-    res.once('close', () => {
-      open?.delete(operation);
-      this.operations.finish(operation, res.statusCode, res.writableFinished);
-    });
   }
 
-  private enter(req: IncomingMessage, res: ServerResponse): void {
-    if (operationOf(req)) return; // two modules on one server: the first one owns the request
-    const startedAt = performance.now();
+  /** One request (from the `emit` wrapper): its operation is made, then the adapter's listeners run in its context. */
+  request(server: unknown, emit: EmitFn, req: IncomingMessage, res: ServerResponse): boolean {
+    // Two modules on one server: the first one owns the request.
+    if ((req as IncomingMessage & { [OPERATION]?: unknown })[OPERATION] !== undefined) return emit.call(server, 'request', req, res);
+    let operation: Operation;
     try {
-      const headers = req.headers;
-      const requestId = resolveRequestId(headers[this.options.requestIdHeader]);
-      res.setHeader(this.responseHeader, requestId);
-      // The one id of the request for every library (README, "One request id with nestjs-pino and nestjs-cls"):
-      // pino-http reads `req.id`; recipes such as nestjs-cls's `idGenerator` read the header, which holds the
-      // module's id when the client's was missing or invalid; and the response header is put back if replaced.
-      (req as any).id = requestId;
-      if (headers[this.options.requestIdHeader] !== requestId) headers[this.options.requestIdHeader] = requestId;
-      res.writeHead = this.writeHead;
-      const operation = this.operations.create(
-        {
-          requestId,
-          method: req.method ?? 'UNKNOWN',
-          sessionId: tracingHeader(headers['x-posthog-session-id']),
-          frontendDistinctId: frontendDistinctId(tracingHeader(headers['x-posthog-distinct-id']), this.options.frontendIdentity),
-          frontendIdClaimed: this.options.frontendIdentity === 'anonymous',
-          rawUrl: req.url,
-          request: req,
-          traceparent: headers.traceparent,
-          // Static files are left out only at the end, once it is known that no route answered.
-          skip: (!this.options.capturePreflights && isPreflight(req)) || isExcludedPath(pathOf(req.url), this.options.excludePaths),
-          standalone: true,
-        },
-        startedAt,
-      );
-      attachOperation(req, operation);
-      if (!operation.skip) this.finishOnClose(operation, req, res);
-      this.operations.enter(operation);
+      operation = this.enter(req, res);
     } catch (error) {
       // Telemetry never stands between a request and the app: it goes on untracked.
       this.failures.report('request entry', error);
+      return emit.call(server, 'request', req, res);
+    }
+    return this.operations.run(operation, emitRequest, emit, server, req, res);
+  }
+
+  private enter(req: IncomingMessage, res: ServerResponse): Operation {
+    const startedAt = performance.now();
+    const headers = req.headers;
+    const sent = headers[this.requestHeader];
+    const requestId = resolveRequestId(sent);
+    res.setHeader(this.responseHeader, requestId);
+    // The one id of the request for every library (README, "One request id with nestjs-pino and nestjs-cls"):
+    // pino-http reads `req.id`; recipes such as nestjs-cls's `idGenerator` read the header, which holds the
+    // module's id when the client's was missing or invalid; and the response header is put back if replaced.
+    (req as IncomingMessage & { id?: string }).id = requestId;
+    if (sent !== requestId) headers[this.requestHeader] = requestId;
+    const url = req.url;
+    const operation = this.operations.createHttp(
+      requestId,
+      req.method ?? 'UNKNOWN',
+      tracingHeader(headers['x-posthog-session-id']),
+      frontendDistinctId(tracingHeader(headers['x-posthog-distinct-id']), this.options.frontendIdentity),
+      this.options.frontendIdentity === 'anonymous',
+      url,
+      req,
+      headers.traceparent,
+      // Static files are left out only at the end, once it is known that no route answered.
+      (!this.options.capturePreflights && isPreflight(req)) || isExcludedPath(pathOf(url), this.options.excludePaths),
+      startedAt,
+    );
+    operation.idHeader = this.responseHeader;
+    attachOperation(req, operation);
+    if (!(res instanceof ServerResponse)) this.trackAlone(operation, res);
+    else if (!operation.skip) this.track(operation, req.socket as TrackedSocket | null, res);
+    return operation;
+  }
+
+  /**
+   * Keeps the operation with its connection until its response finishes. Requests pipelined behind it on a
+   * connection the client half-closed, and responses cut short (the client went away, the server destroyed
+   * the socket), never finish: the connection's `close` finishes those still open.
+   */
+  private track(operation: Operation, socket: TrackedSocket | null, res: ServerResponse): void {
+    if (!socket) return;
+    let open = socket[OPEN];
+    if (open === undefined) {
+      const opened: OpenOperations = (open = { entry: this, pending: [] });
+      socket[OPEN] = opened;
+      socket.once('close', () => {
+        const pending = opened.pending;
+        opened.pending = [];
+        for (let i = 0; i + 1 < pending.length; i += 2) {
+          const response = pending[i + 1] as ServerResponse;
+          this.operations.finish(pending[i] as Operation, response.statusCode, response.writableFinished);
+        }
+      });
+    }
+    open.pending.push(operation, res);
+  }
+
+  /**
+   * A response of another kind (HTTP/2's compatibility API): no finish channel, no shared `writeHead`. It
+   * gets its own `writeHead`, and the operation finishes at its `close`.
+   */
+  private trackAlone(operation: Operation, res: ServerResponse): void {
+    res.writeHead = keepingRequestId(Object.getPrototypeOf(res).writeHead);
+    if (!operation.skip) res.once('close', () => this.operations.finish(operation, res.statusCode, res.writableFinished));
+  }
+
+  /** A response was sent whole (`http.server.response.finish`). */
+  private finished(message: { request: IncomingMessage; response: ServerResponse; socket?: TrackedSocket }): void {
+    try {
+      const open = message.socket?.[OPEN];
+      if (open === undefined || open.entry !== this) return;
+      const pending = open.pending;
+      const operation = (message.request as IncomingMessage & { [OPERATION]?: Operation })[OPERATION];
+      if (operation === undefined) return;
+      const at = pending[0] === operation ? 0 : pending.indexOf(operation);
+      if (at === -1) return;
+      if (pending.length === 2) pending.length = 0;
+      else pending.splice(at, 2);
+      this.operations.finish(operation, message.response.statusCode, true);
+    } catch (error) {
+      this.failures.report('request end', error);
     }
   }
+}
+
+/** The server's `emit`, with each `request` handed to `entry` (while it is active). */
+function emitThrough(entry: RequestEntry, emit: EmitFn): EmitFn {
+  return function (this: unknown, event: unknown, req: unknown, res: unknown) {
+    // eslint-disable-next-line prefer-rest-params -- every event of the server passes here: no array per call
+    if (event !== 'request' || !entry.active) return emit.apply(this, arguments as unknown as unknown[]);
+    return entry.request(this, emit, req as IncomingMessage, res as ServerResponse);
+  } as EmitFn;
+}
+
+/** The same text as a property name: `headers[name]` per request then needs no lookup of the text among V8's names. */
+function internalized(name: string): string {
+  return Object.keys({ [name]: true })[0];
+}
+
+/** The server's own `emit` of the request, run in the request's context. */
+function emitRequest(emit: EmitFn, server: unknown, req: IncomingMessage, res: ServerResponse): boolean {
+  return emit.call(server, 'request', req, res);
 }

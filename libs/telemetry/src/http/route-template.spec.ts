@@ -22,7 +22,9 @@ describe('routeTemplateOf', () => {
   });
 
   it("does not take Nest's not-found route under a global prefix (`*path` on a router at the prefix) for a match", () => {
-    expect(routeTemplateOf({ baseUrl: '/api', route: { path: '*path' }, originalUrl: '/api/v1/reset-password/8f14?session=s3cr3t' })).toBeUndefined();
+    expect(
+      routeTemplateOf({ baseUrl: '/api', route: { path: '*path' }, originalUrl: '/api/v1/reset-password/8f14?session=s3cr3t' }),
+    ).toBeUndefined();
   });
 
   it('never returns the raw path', () => {

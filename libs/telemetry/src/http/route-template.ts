@@ -6,14 +6,22 @@ export const UNMATCHED_ROUTE = '(unmatched)';
  * Duck-typed so the core needs no adapter types: Fastify exposes
  * `request.routeOptions.url`, Express `request.route.path` (plus `baseUrl`).
  */
-export function routeTemplateOf(request: any): string | undefined {
-  const fastifyUrl = request?.routeOptions?.url;
+/** What Fastify's and Express's requests say of their route. */
+interface RouteCarrier {
+  routeOptions?: { url?: unknown };
+  route?: { path?: unknown };
+  baseUrl?: unknown;
+}
+
+export function routeTemplateOf(request: unknown): string | undefined {
+  const adapterRequest = request as RouteCarrier | null | undefined;
+  const fastifyUrl = adapterRequest?.routeOptions?.url;
   if (typeof fastifyUrl === 'string') return fastifyUrl;
-  const expressPath = request?.route?.path;
+  const expressPath = adapterRequest?.route?.path;
   // Under a global prefix, Nest's Express adapter answers unknown routes from a route of its own,
   // `*path` on a router mounted at the prefix. The app's routes always start with a slash.
   if (typeof expressPath === 'string' && expressPath.startsWith('/')) {
-    const base = typeof request.baseUrl === 'string' ? request.baseUrl : '';
+    const base = typeof adapterRequest?.baseUrl === 'string' ? adapterRequest.baseUrl : '';
     return base + expressPath;
   }
   return undefined;

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { TelemetryEvent } from '../events/telemetry-events.js';
+import { apiRequestJson } from '../events/api-request-json.js';
+import { apiRequestEvent, type ApiRequestFields, type EventIdentity, type TelemetryEvent } from '../events/telemetry-events.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
 import { EVENT_SINK, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
@@ -29,5 +30,15 @@ export class EventsOutlet {
       }
     }
     if (outgoing) this.sink.enqueue(outgoing);
+  }
+
+  /**
+   * `api_request`, the event of every request: written straight to JSON when the sink keeps JSON and no
+   * `beforeSend` needs the event as an object.
+   */
+  sendApiRequest(identity: EventIdentity, fields: ApiRequestFields): void {
+    if (this.options.beforeSend === undefined && this.sink.enqueueJson !== undefined)
+      this.sink.enqueueJson(apiRequestJson(identity, fields));
+    else this.send(apiRequestEvent(identity, fields));
   }
 }

@@ -9,7 +9,7 @@ describe('frontendDistinctId', () => {
     expect(frontendDistinctId(uuidt, 'anonymous')).toBe(uuidt);
   });
 
-  it('refuses an identified person\'s id claimed by an anonymous request, by default', () => {
+  it("refuses an identified person's id claimed by an anonymous request, by default", () => {
     for (const claim of ['user-123', 'alice@example.com', '42', 'admin', `${uuidV7}x`, `x${uuidV7}`]) {
       expect(frontendDistinctId(claim, 'anonymous')).toBeUndefined();
     }

@@ -47,12 +47,12 @@ describe('Operation', () => {
   });
 
   it('a claimed frontend id is personless until a user is known; a trusted one is not', () => {
-    let user: { id: string } | undefined;
-    const claimed = new Operation({ ...start(), frontendDistinctId: 'f-1', frontendIdClaimed: true, resolveUser: () => user });
+    const auth: { user?: { id: string } } = {};
+    const claimed = new Operation({ ...start(), frontendDistinctId: 'f-1', frontendIdClaimed: true, resolveUser: () => auth.user });
     expect(claimed.distinctId).toBe('f-1');
     expect(claimed.personless).toBe(true);
     expect(new Operation({ ...start(), frontendDistinctId: 'f-1', frontendIdClaimed: false }).personless).toBe(false);
-    user = { id: 'u-1' };
+    auth.user = { id: 'u-1' };
     expect(claimed.distinctId).toBe('u-1');
     expect(claimed.personless).toBe(false);
   });

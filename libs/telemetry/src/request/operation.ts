@@ -85,24 +85,25 @@ export class Operation implements TelemetryRequestContext {
   readonly rawUrl: string | undefined;
   /** The operation's own span id (16 hex, new). */
   readonly spanId: string;
+  /** The response header that carries `requestId` (an HTTP request's): kept whatever the app writes (http/). */
+  idHeader: string | undefined = undefined;
+  /** What it was started with: read again only where it is rare (the user's resolver, a late error, a later trace). */
+  readonly #start: OperationStart;
   #trace: TraceStart;
-  #laterTrace: (() => TraceStart | undefined) | undefined;
+  /** A trace the module started, which the app's tracer may still replace where the route is reached. */
+  #traceProvisional: boolean;
   #endpoint: string | undefined = undefined;
   #skip: boolean;
   #carried = false;
-  #error: unknown = undefined;
-  #hasError = false;
-  #errorAnswered = false;
+  /** The error it failed with, once there is one: most operations have none. */
+  #failure: { error: unknown; answered: boolean } | undefined = undefined;
+  #lateErrors = 0;
   #stream: { errored?: unknown } | undefined = undefined;
   #request: unknown;
   #user: TelemetryUser | undefined = undefined;
   #anonymousId: string | undefined = undefined;
   #ended = false;
   #status = 0;
-  #lateErrors = 0;
-  readonly #frontendIdClaimed: boolean;
-  readonly #onLateError: ((operation: Operation, error: unknown) => void) | undefined;
-  readonly #resolveUser: UserResolver;
 
   constructor(start: OperationStart) {
     this.requestId = start.requestId;
@@ -111,14 +112,12 @@ export class Operation implements TelemetryRequestContext {
     this.sessionId = start.sessionId;
     this.frontendDistinctId = start.frontendDistinctId;
     this.rawUrl = start.rawUrl;
-    this.#trace = start.trace ?? newTrace();
-    this.#laterTrace = start.trace ? undefined : start.laterTrace;
     this.spanId = newSpanId();
+    this.#start = start;
+    this.#trace = start.trace ?? newTrace();
+    this.#traceProvisional = start.trace === undefined && start.laterTrace !== undefined;
     this.#request = start.request;
-    this.#resolveUser = start.resolveUser;
     this.#skip = start.skip;
-    this.#frontendIdClaimed = start.frontendIdClaimed === true;
-    this.#onLateError = start.onLateError;
   }
 
   /** W3C trace id (32 hex): continued from the caller or the app's tracer, or new. */
@@ -138,7 +137,7 @@ export class Operation implements TelemetryRequestContext {
 
   /** The frontend distinct id is a client's unverified claim (see `frontendIdentity`). */
   get frontendIdClaimed(): boolean {
-    return this.#frontendIdClaimed;
+    return this.#start.frontendIdClaimed === true;
   }
 
   /** The operation has finished: what is noted now is late. */
@@ -162,40 +161,43 @@ export class Operation implements TelemetryRequestContext {
   }
 
   get hasError(): boolean {
-    return this.#hasError;
+    return this.#failure !== undefined;
   }
 
   /** The first error the operation failed with. */
   get error(): unknown {
-    return this.#error;
+    return this.#failure?.error;
   }
 
-  /** The user, once the app's auth has set one on the request (looked for on each read until found). */
+  /** The user, once the app's auth has set one on the request (looked for on each read until found, or the end). */
   get user(): TelemetryUser | undefined {
-    return (this.#user ??= this.#resolveUser(this.#request));
+    if (this.#user === undefined && !this.#ended) this.#user = this.#start.resolveUser(this.#request);
+    return this.#user;
   }
 
   get distinctId(): string {
-    return this.user?.id ?? this.frontendDistinctId ?? (this.#anonymousId ??= randomUUID());
+    const user = this.user;
+    if (user !== undefined) return user.id;
+    return this.frontendDistinctId ?? (this.#anonymousId ??= randomUUID());
   }
 
   /** True when no person should be created for the events: no user, and no frontend id or only a client's claim of one. */
   get personless(): boolean {
-    return this.user === undefined && (this.frontendDistinctId === undefined || this.#frontendIdClaimed);
+    return this.user === undefined && (this.frontendDistinctId === undefined || this.#start.frontendIdClaimed === true);
   }
 
   get userId(): string {
-    return this.user?.id ?? 'anonymous';
+    const user = this.user;
+    return user !== undefined ? user.id : 'anonymous';
   }
 
   /** The route the operation reached, seen with the adapter's request (the module's guard). */
   matchRoute(endpoint: string | undefined, request: unknown): void {
     this.#request = request;
     // A trace the module started gives way to the app's tracer's, when its span began only since.
-    const later = this.#laterTrace;
-    if (later) {
-      this.#laterTrace = undefined;
-      const trace = later();
+    if (this.#traceProvisional) {
+      this.#traceProvisional = false;
+      const trace = this.#start.laterTrace?.();
       if (trace) this.#trace = trace;
     }
     if (endpoint !== undefined) this.#endpoint = endpoint;
@@ -226,22 +228,21 @@ export class Operation implements TelemetryRequestContext {
    * there is the operation's.
    */
   noteError(error: unknown, answered = false, seenAt?: { request: unknown; endpoint: string | undefined }): void {
+    const failure = this.#failure;
     if (this.#ended) {
       // After the end (the client gave up, a handler failed after sending): its own report, once per operation.
-      if (error !== this.#error && this.#lateErrors++ === 0) this.#onLateError?.(this, error);
+      if (error !== failure?.error && this.#lateErrors++ === 0) this.#start.onLateError?.(this, error);
       return;
     }
     if (seenAt) {
       this.#request = seenAt.request;
       this.#endpoint ??= seenAt.endpoint;
     }
-    if (this.#hasError) {
-      if (answered && error === this.#error) this.#errorAnswered = true;
+    if (failure !== undefined) {
+      if (answered && error === failure.error) failure.answered = true;
       return;
     }
-    this.#hasError = true;
-    this.#error = error;
-    this.#errorAnswered = answered;
+    this.#failure = { error, answered };
   }
 
   /** The body stream of a `StreamableFile` answer: a source that failed is not a client that left. */
@@ -257,7 +258,10 @@ export class Operation implements TelemetryRequestContext {
   finish(status: number, sentWhole: boolean, now: number): FinishedOperation {
     const streamError = sentWhole ? undefined : this.#stream?.errored;
     if (streamError !== undefined && streamError !== null) this.noteError(streamError);
-    const sent = sentWhole || this.#hasError;
+    const failure = this.#failure;
+    const sent = sentWhole || failure !== undefined;
+    // The user as the request ends: what its events are for.
+    if (this.#user === undefined) this.#user = this.#start.resolveUser(this.#request);
     this.#ended = true;
     this.#status = sent ? status : 499;
     return {
@@ -266,10 +270,9 @@ export class Operation implements TelemetryRequestContext {
       status,
       sent,
       durationMs: now - this.startedAt,
-      hasError: this.#hasError,
-      error: this.#error,
-      errorAnswered: this.#errorAnswered,
+      hasError: failure !== undefined,
+      error: failure?.error,
+      errorAnswered: failure !== undefined && failure.answered,
     };
   }
-
 }

@@ -6,7 +6,7 @@ import { TelemetryFailures } from '../telemetry-failures.js';
 import { POSTHOG_CLIENT, SENTRY, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import type { ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { Operation, type OperationStart, type UserResolver } from './operation.js';
-import { enterRequestContext, runInRequestContext } from './posthog-context.js';
+import { runInRequestContext } from './posthog-context.js';
 import { currentOperation } from './request-context.js';
 import { resolveRequestId } from './request-id.js';
 import { safeUserResolver } from './user-resolver.js';
@@ -46,6 +46,8 @@ export interface OperationInit {
 @Injectable()
 export class Operations {
   private readonly resolveUser: UserResolver;
+  /** `enabled: false`: operations keep their ids and context, and make no events. */
+  private readonly off: boolean;
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) private readonly options: ResolvedTelemetryOptions,
@@ -55,6 +57,7 @@ export class Operations {
     @Optional() @Inject(SENTRY) private readonly sentry?: SentryTraceApi,
   ) {
     this.resolveUser = safeUserResolver(options.resolveUser, failures);
+    this.off = options.mode === 'off';
   }
 
   /**
@@ -84,6 +87,39 @@ export class Operations {
     return operation;
   }
 
+  /**
+   * A new HTTP request's operation (http/request-entry.ts): `create` without its generic steps, as every
+   * request pays for them. `requestId` is already valid; it shares nothing with the operation the caller runs in.
+   */
+  createHttp(
+    requestId: string,
+    method: string,
+    sessionId: string | undefined,
+    frontendDistinctId: string | undefined,
+    frontendIdClaimed: boolean,
+    rawUrl: string | undefined,
+    request: unknown,
+    traceparent: unknown,
+    skip: boolean,
+    startedAt: number,
+  ): Operation {
+    return new Operation({
+      requestId,
+      method,
+      startedAt,
+      sessionId,
+      frontendDistinctId,
+      frontendIdClaimed,
+      rawUrl,
+      request,
+      resolveUser: this.resolveUser,
+      skip: this.off || skip,
+      trace: parseTraceparent(traceparent) ?? activeTracerSpan(this.sentry),
+      laterTrace: this.laterTrace,
+      onLateError: this.lateError,
+    });
+  }
+
   private readonly lateError = (operation: Operation, error: unknown): void => this.recorder.lateError(operation, error);
 
   private readonly laterTrace = (): ReturnType<typeof activeTracerSpan> => activeTracerSpan(this.sentry);
@@ -96,14 +132,9 @@ export class Operations {
     return activeTracerSpan(this.sentry);
   }
 
-  /** Enters the operation's context for the rest of the current async work (HTTP's `request` event). */
-  enter(operation: Operation): void {
-    enterRequestContext(this.posthog, operation, this.options.environment);
-  }
-
-  /** Runs `fn` in the operation's context. */
-  run<T>(operation: Operation, fn: () => T): T {
-    return runInRequestContext(this.posthog, operation, this.options.environment, fn);
+  /** Runs `fn(...args)` in the operation's context. */
+  run<A extends unknown[], T>(operation: Operation, fn: (...args: A) => T, ...args: A): T {
+    return runInRequestContext(this.posthog, operation, this.options.environment, fn, ...args);
   }
 
   /** The operation ends: its events are decided and sent. `sentWhole`: the answer went out to its end. */

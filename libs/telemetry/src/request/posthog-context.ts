@@ -1,51 +1,43 @@
 import type { PostHog } from 'posthog-node';
 import { Operation } from './operation.js';
 import { OPERATION } from './request-context.js';
+import { RequestScope, scopeStorage } from './request-scope.js';
 
 /**
- * Opens the request's posthog-node context (`enterContext`, for the rest of
- * this request's async work), so the app's own `posthog.capture()` calls get
- * the same `distinct_id`, `$session_id`, `request_id`, `user_id`,
- * `environment`, `trace_id`, `span_id` and `parent_span_id` as the module's events. The request state rides along under a
+ * Runs `fn(...args)` in the operation's posthog-node context, so the app's own
+ * `posthog.capture()` calls get the same `distinct_id`, `$session_id`,
+ * `request_id`, `user_id`, `environment`, `trace_id`, `span_id` and
+ * `parent_span_id` as the module's events. The operation rides along under a
  * symbol key (never serialised): one AsyncLocalStorage serves both.
  *
  * The user is known only after the app's auth guards ran, so the distinct id
- * is a getter on the stored context, read when an event is captured; `user_id`
- * and `$process_person_profile` are added by `stampRequestIdentity`, which
- * knows the event's own distinct id.
+ * is a getter, read when an event is captured; `user_id` and
+ * `$process_person_profile` are added by `stampRequestIdentity`, which knows
+ * the event's own distinct id.
  */
-export function enterRequestContext(posthog: PostHog, operation: Operation, environment: string): void {
-  const properties = contextProperties(operation, environment);
-  posthog.enterContext({ sessionId: operation.sessionId, properties }, { fresh: true });
-  adoptStoredContext(posthog, operation, properties);
-}
-
-/** As `enterRequestContext`, for `fn` only (`withContext`): an operation inside another, or outside any request. */
-export function runInRequestContext<T>(posthog: PostHog, operation: Operation, environment: string, fn: () => T): T {
-  const properties = contextProperties(operation, environment);
+export function runInRequestContext<A extends unknown[], T>(
+  posthog: PostHog,
+  operation: Operation,
+  environment: string,
+  fn: (...args: A) => T,
+  ...args: A
+): T {
+  const scope = new RequestScope(operation, environment);
+  const storage = scopeStorage(posthog);
+  if (storage) return storage.run(scope, fn, ...args);
+  // posthog-node stores a copy of what it is given: the copy gets the scope's getter and properties.
   return posthog.withContext(
-    { sessionId: operation.sessionId, properties },
+    { sessionId: operation.sessionId, properties: scope.properties },
     () => {
-      adoptStoredContext(posthog, operation, properties);
-      return fn();
+      const stored = posthog.getContext();
+      if (stored) {
+        Object.defineProperty(stored, 'distinctId', { enumerable: true, configurable: true, get: () => operation.distinctId });
+        stored.properties = scope.properties;
+      }
+      return fn(...args);
     },
     { fresh: true },
   );
-}
-
-function contextProperties(operation: Operation, environment: string): Record<string, unknown> {
-  const properties: Record<PropertyKey, unknown> = { request_id: operation.requestId, environment, trace_id: operation.traceId, span_id: operation.spanId };
-  if (operation.parentSpanId !== undefined) properties.parent_span_id = operation.parentSpanId;
-  properties[OPERATION] = operation;
-  return properties as Record<string, unknown>;
-}
-
-/** posthog-node stores a copy of the context; the copy is what later captures read. */
-function adoptStoredContext(posthog: PostHog, operation: Operation, properties: Record<string, unknown>): void {
-  const stored = posthog.getContext();
-  if (!stored) return;
-  Object.defineProperty(stored, 'distinctId', { enumerable: true, configurable: true, get: () => operation.distinctId });
-  stored.properties = properties;
 }
 
 /**
@@ -61,9 +53,9 @@ function adoptStoredContext(posthog: PostHog, operation: Operation, properties: 
 export function stampRequestIdentity<E extends { distinctId?: string; properties?: Record<PropertyKey, unknown> }>(event: E): E {
   const properties = event?.properties;
   const operation = properties?.[OPERATION];
-  if (!(operation instanceof Operation)) return event;
+  if (!properties || !(operation instanceof Operation)) return event;
   if (event.distinctId !== operation.distinctId) return event;
-  if (!('user_id' in properties!)) properties!.user_id = operation.userId;
-  if (operation.personless && !('$process_person_profile' in properties!)) properties!.$process_person_profile = false;
+  if (!('user_id' in properties)) properties.user_id = operation.userId;
+  if (operation.personless && !('$process_person_profile' in properties)) properties.$process_person_profile = false;
   return event;
 }

@@ -4,8 +4,8 @@ export type { TelemetryRequestContext } from './operation.js';
 
 /**
  * Where an operation is kept: on the Node request object (for the code that
- * has the request), and in the posthog-node context properties (for the code
- * that runs in it). Never serialised.
+ * has the request), and on its posthog-node context (for the code that runs in
+ * it). Never serialised.
  */
 export const OPERATION = Symbol.for('nestjs-posthog-telemetry.request-state');
 
@@ -15,9 +15,10 @@ export function attachOperation(request: object, operation: Operation): void {
 }
 
 /** The operation of a request, given the adapter's (Express, Fastify) or the raw Node request. */
-export function operationOf(request: any): Operation | undefined {
-  const raw = request?.raw ?? request;
-  const operation = raw?.[OPERATION];
+export function operationOf(request: unknown): Operation | undefined {
+  if (request === null || typeof request !== 'object') return undefined;
+  const raw = (request as { raw?: unknown }).raw ?? request;
+  const operation = (raw as Record<symbol, unknown>)[OPERATION];
   return operation instanceof Operation ? operation : undefined;
 }
 
@@ -45,7 +46,10 @@ export function registerContextSource(source: ContextSource): () => void {
 /** The operation the caller runs in, found through posthog-node's async context. */
 export function currentOperation(): Operation | undefined {
   for (const source of contextSources) {
-    const operation = source.getContext()?.properties?.[OPERATION];
+    const context = source.getContext() as ({ properties?: Record<PropertyKey, unknown> } & Record<PropertyKey, unknown>) | undefined;
+    if (context === undefined) continue;
+    // A request's own scope holds it; a context derived from one (the app's `withContext`) has it in its properties.
+    const operation = context[OPERATION] ?? context.properties?.[OPERATION];
     if (operation instanceof Operation) return operation;
   }
   return undefined;
