@@ -1,4 +1,5 @@
-import { Controller, Get, Res, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Injectable, Res, type CanActivate, type ExecutionContext, type INestApplication } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
 import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
@@ -135,5 +136,42 @@ describe('frontendIdentity', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+/** A global guard of the app's, registered in its own module: it turns away `/version` (a `@SkipTelemetry()` route) and `/items/2`. */
+@Injectable()
+class TurnAwayGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const url = String(context.switchToHttp().getRequest<{ url?: string }>().url);
+    return !url.startsWith('/version') && !url.startsWith('/items/2');
+  }
+}
+
+describe.each(ADAPTERS)("The app's own global guard over %s", (adapter) => {
+  let capture: CaptureServer;
+  let app: INestApplication;
+
+  beforeAll(async () => {
+    capture = await new CaptureServer().start();
+    app = await createTestApp(adapter, sendingTo(capture.url), { providers: [{ provide: APP_GUARD, useClass: TurnAwayGuard }] });
+  });
+
+  afterAll(async () => {
+    await app.close();
+    await capture.stop();
+  });
+
+  it('rejecting a @SkipTelemetry() route sends nothing; rejecting another route records it under its template', async () => {
+    const port = (app.getHttpServer().address() as AddressInfo).port;
+    const skipped = freshId('guarded-skip');
+    const recorded = freshId('guarded');
+    expect((await fetch(`http://127.0.0.1:${port}/version`, { headers: { 'X-Request-ID': skipped } })).status).toBe(403);
+    expect((await fetch(`http://127.0.0.1:${port}/items/2`, { headers: { 'X-Request-ID': recorded } })).status).toBe(403);
+    await capture.waitFor(() => named(capture.forRequest(recorded), 'api_request').length > 0);
+    // The skipped request's events, had there been any, would have left in the same batch or the next.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(capture.forRequest(skipped)).toEqual([]);
+    expect(named(capture.forRequest(recorded), 'api_request')[0].properties).toMatchObject({ endpoint: '/items/:id', status_code: 403 });
   });
 });

@@ -161,7 +161,7 @@ function adoptRequestIdInFastify(fastify: FastifyIds | undefined): void {
  * inside the request's context (`run`, so nothing of it leaks into the
  * connection's next request). The request ends where Node's HTTP server says
  * its response finished (`diagnostics_channel`), or with its connection: no
- * listener per request (see the README's overhead section).
+ * listener per request (see docs/performance.md).
  */
 @Injectable()
 export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
@@ -245,7 +245,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     const sent = headers[this.requestHeader];
     const requestId = resolveRequestId(sent);
     res.setHeader(this.responseHeader, requestId);
-    // The one id of the request for every library (README, "One request id with nestjs-pino and nestjs-cls"):
+    // The one id of the request for every library (docs/recipes.md, "One request id with nestjs-pino and nestjs-cls"):
     // pino-http reads `req.id`; recipes such as nestjs-cls's `idGenerator` read the header, which holds the
     // module's id when the client's was missing or invalid; and the response header is put back if replaced.
     (req as IncomingMessage & { id?: string }).id = requestId;

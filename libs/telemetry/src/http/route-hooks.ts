@@ -36,7 +36,7 @@ function reachRoute(request: unknown, skip: boolean): void {
  * interceptors: it records the route template and `@SkipTelemetry()` (read
  * once per handler), so a request a guard rejects keeps its route. No global
  * guard means Nest runs no guard pipeline for routes that have none of their
- * own (see the README's overhead section).
+ * own (see docs/performance.md).
  *
  * GraphQL resolvers (built by `ExternalContextCreator` for the `graphql`
  * context) marked `@SkipTelemetry()` turn their operation's events off
