@@ -334,9 +334,13 @@ describe("telemetry's own failures", () => {
     const bare = await createBareApp('express');
     const app = await createTestApp('express', sendingTo(capture.url), { logger });
     const client = app.get(POSTHOG_CLIENT);
-    client.enterContext = () => {
+    const explode = () => {
       throw new Error('client exploded');
     };
+    // Every way into the client's request context throws: its storage, and its public context methods.
+    Object.defineProperty(client, 'context', { get: explode, configurable: true });
+    client.enterContext = explode;
+    client.withContext = explode;
     let wrong = 0;
     const calls = VISIT.filter((c) => c.path !== '/chat'); // the chat service calls the client itself: the app's own code
     try {

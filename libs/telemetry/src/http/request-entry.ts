@@ -236,7 +236,16 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
       this.failures.report('request entry', error);
       return emit.call(server, 'request', req, res);
     }
-    return this.operations.run(operation, emitRequest, emit, server, req, res);
+    // Until the adapter's listeners start, a failure (a posthog-node client that throws) is the module's: the
+    // request still goes to the app, untracked. Once they started, what they throw is the app's, as without the module.
+    emitting.started = false;
+    try {
+      return this.operations.run(operation, emitRequest, emit, server, req, res);
+    } catch (error) {
+      if (emitting.started) throw error;
+      this.failures.report('request entry', error);
+      return emit.call(server, 'request', req, res);
+    }
   }
 
   private enter(req: IncomingMessage, res: ServerResponse): Operation {
@@ -338,5 +347,9 @@ function internalized(name: string): string {
 
 /** The server's own `emit` of the request, run in the request's context. */
 function emitRequest(emit: EmitFn, server: unknown, req: IncomingMessage, res: ServerResponse): boolean {
+  emitting.started = true;
   return emit.call(server, 'request', req, res);
 }
+
+/** Whether the request being entered reached the adapter's listeners (synchronous: one request at a time). */
+const emitting = { started: false };
