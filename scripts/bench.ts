@@ -51,6 +51,7 @@
  *   BENCH_WARMUP          warm-up requests per app (default 5000: after 2000, V8 still compiled
  *                         optimised code inside the window)
  *   BENCH_REQUESTS        requests in a callgrind window (default 5000)
+ *   BENCH_RENDER          1: measure nothing, render bench-results/last.json (after merging runs by hand)
  *   BENCH_MERGE           1: keep the last run's cells that this run does not measure (bench-results/last.json)
  *   BENCH_TAIL_MS         idle tail before and after a window, ms (default 500)
  *   BENCH_ROUNDS          rounds of the CPU and req/s figures (default 5; 0: none)
@@ -655,7 +656,17 @@ function cellOrder(cell: Cell): number {
   return -major * 100 + (cell.adapter === 'express' ? 0 : 10) + modes.indexOf(cell.mode);
 }
 
+/** BENCH_RENDER=1: measure nothing; print and write (docs/performance.md) the table of bench-results/last.json. */
+async function render(): Promise<void> {
+  const last = await readLastRun();
+  if (!last) throw new Error('bench-results/last.json: no run to render');
+  const cells = [...last.cells].sort((a, b) => cellOrder(a) - cellOrder(b));
+  printTable(cells);
+  await writeMarkdown(cells, last.command, new Date((last as { startedAt?: string }).startedAt ?? Date.now()), last.wallSeconds);
+}
+
 async function main(): Promise<void> {
+  if (intFromEnv('BENCH_RENDER', 0, 0, 1) === 1) return render();
   const startedAt = new Date();
   const t0 = performance.now();
   const nodes = resolveNodes();
