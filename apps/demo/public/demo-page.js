@@ -21,8 +21,7 @@ if (tracking) {
   });
 }
 const capture = (event, properties) => tracking && posthog.capture(event, properties);
-const explorerLink = (requestId) =>
-  config.posthogHost ? `${config.posthogHost}/#journey?request_id=${encodeURIComponent(requestId)}` : null;
+const explorerLink = (requestId) => (config.posthogHost ? `${config.posthogHost}/#journey?request_id=${encodeURIComponent(requestId)}` : null);
 
 document.getElementById('status').textContent = tracking
   ? `posthog-js sends to ${config.posthogHost}; distinct id ${posthog.get_distinct_id()}, session ${posthog.get_session_id()}.`
@@ -32,21 +31,10 @@ let userId = null;
 
 /** Each button: the API call it makes, and the frontend event that reports its success. */
 const ACTIONS = {
-  'Sign up': () => ({
-    method: 'POST',
-    path: '/auth/signup',
-    body: { email: document.getElementById('email').value },
-    success: 'signup_completed',
-    before: 'signup_started',
-  }),
+  'Sign up': () => ({ method: 'POST', path: '/auth/signup', body: { email: document.getElementById('email').value }, success: 'signup_completed', before: 'signup_started' }),
   'My profile': () => ({ method: 'GET', path: '/me', success: 'profile_viewed' }),
   'Start chat': () => ({ method: 'GET', path: '/items/1', success: 'chat_started' }),
-  'Send message': () => ({
-    method: 'POST',
-    path: '/chat',
-    body: { message: document.getElementById('message').value },
-    success: 'chat_message_sent',
-  }),
+  'Send message': () => ({ method: 'POST', path: '/chat', body: { message: document.getElementById('message').value }, success: 'chat_message_sent' }),
   'Load item': () => ({ method: 'GET', path: '/items/2', success: 'item_viewed' }),
   'Slow report': () => ({ method: 'GET', path: '/slow?ms=1200', success: 'report_loaded' }),
   'Quota error': () => ({ method: 'GET', path: '/errors/quota', success: 'answer_shown' }),
@@ -97,12 +85,7 @@ async function click(button) {
     status = 0;
   }
   const ms = Math.round(performance.now() - started);
-  capture(status >= 200 && status < 400 ? action.success : 'api_call_failed', {
-    request_id: returnedId,
-    status,
-    endpoint: action.path.split('?')[0],
-    duration_ms: ms,
-  });
+  capture(status >= 200 && status < 400 ? action.success : 'api_call_failed', { request_id: returnedId, status, endpoint: action.path.split('?')[0], duration_ms: ms });
   if (button === 'Sign up' && json?.user_id) {
     userId = json.user_id;
     // From here on the browser is this user: its events and its API calls carry the user id.

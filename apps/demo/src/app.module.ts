@@ -1,5 +1,6 @@
-import { Module } from '@nestjs/common';
+import { Module, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { TelemetryModule } from 'nestjs-posthog-telemetry';
+import { DemoSessionMiddleware } from './demo-session.middleware.js';
 import { DemoModule } from './demo.module.js';
 
 /**
@@ -10,4 +11,9 @@ import { DemoModule } from './demo.module.js';
 @Module({
   imports: [TelemetryModule.forRoot(), DemoModule],
 })
-export class AppModule {}
+export class AppModule implements NestModule {
+  /** A signed-in visitor is known on every route, as behind an app's own auth layer: its events carry the user. */
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(DemoSessionMiddleware).forRoutes('{*splat}');
+  }
+}
