@@ -60,8 +60,10 @@ run_variant() {
   shift
   local log="$PACK_DIR/$label.log"
   # Each variant's own closing line is renamed: the last line of all is the one summary.
+  # Passing checks stay in the log (PACK_SMOKE_VERBOSE=1 prints them); failures, notes and sections are printed.
   env PACK_SMOKE_LABEL="$label" PACK_SMOKE_TARBALL="$TARBALL" "$@" bash "$ROOT/scripts/pack-smoke.sh" 2>&1 |
-    tee "$log" | sed -u -E "s/^package smoke: ([0-9]+ passed, [0-9]+ failed)$/package smoke, $label: \1/"
+    tee "$log" | { if [[ "${PACK_SMOKE_VERBOSE:-0}" == 1 ]]; then cat; else grep --line-buffered -vE '^  ok   - |^    (captured|capture server|peers:|v[0-9]+\.)'; fi; } |
+    sed -u -E "s/^package smoke: ([0-9]+ passed, [0-9]+ failed)$/package smoke, $label: \1/"
   local line p f
   line="$(grep -E '^package smoke: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)"
   if [[ -z "$line" ]]; then
