@@ -124,6 +124,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 let server: FakePostHog;
 let senders: PostHogBatchSender[];
 let warn: ReturnType<typeof jest.spyOn>;
+let log: ReturnType<typeof jest.spyOn>;
 
 function sender(overrides: Partial<BatchSenderOptions> = {}): PostHogBatchSender {
   const s = new PostHogBatchSender({
@@ -146,6 +147,8 @@ function sender(overrides: Partial<BatchSenderOptions> = {}): PostHogBatchSender
 
 beforeEach(async () => {
   warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+  // The sender's "reachable again" line: expected here, asserted where it matters.
+  log = jest.spyOn(Logger.prototype, 'log').mockImplementation(() => undefined);
   senders = [];
   server = await new FakePostHog().start();
 });
@@ -155,6 +158,7 @@ afterEach(async () => {
   await Promise.all(senders.map((s) => s.shutdown(200)));
   await server.stop();
   warn.mockRestore();
+  log.mockRestore();
 });
 
 describe('PostHogBatchSender', () => {
