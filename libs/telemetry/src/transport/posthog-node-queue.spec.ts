@@ -26,7 +26,8 @@ function client(budget: QueueBudget, maxQueueSize = 10_000): SharedPostHog {
 const queueOf = (c: SharedPostHog) => (c.getPersistedProperty('queue' as never) ?? []) as Item[];
 
 async function settled(c: SharedPostHog, last: (items: Item[]) => boolean): Promise<void> {
-  const deadline = Date.now() + 5000;
+  // A bound on the wait, not a timing assertion: 200 `$exception`s are built with their source lines, slow on a busy machine.
+  const deadline = Date.now() + 20_000;
   while (!last(queueOf(c))) {
     if (Date.now() > deadline)
       throw new Error(`not queued in time: ${queueOf(c).length} queued, last ${JSON.stringify(queueOf(c).at(-1)?.message.properties.i)}`);
