@@ -12,6 +12,7 @@ import { hookOnce } from '../errors/nest-hooks.js';
 import { attachOperation, OPERATION, operationOf } from '../request/request-context.js';
 import { resolveRequestId } from '../request/request-id.js';
 import { frontendDistinctId } from '../request/frontend-identity.js';
+import { tracingId } from '../request/tracing-id.js';
 import type { Operation } from '../request/operation.js';
 import { pathOf } from './route-template.js';
 import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
@@ -24,38 +25,6 @@ type EmitFn = (...args: unknown[]) => boolean;
 interface FastifyIds {
   genReqId?: (this: unknown, req: unknown) => string;
   setGenReqId?: (generate: (this: unknown, req: unknown) => string) => void;
-}
-/** Longest frontend session or distinct id kept; longer ones are ignored. */
-const MAX_TRACING_HEADER = 200;
-/** Control characters, and the comma Node joins a repeated header with: such a value names nobody. */
-// eslint-disable-next-line no-control-regex -- the point: a header value with control characters names nobody
-const UNUSABLE_CHARS = /[\x00-\x1f\x7f-\x9f,]/;
-/** Values PostHog itself refuses as distinct ids. */
-const ILLEGAL_IDS = new Set([
-  'undefined',
-  'null',
-  'anonymous',
-  'guest',
-  'distinct_id',
-  'distinctid',
-  'id',
-  'not_authenticated',
-  'email',
-  'true',
-  'false',
-  '0',
-  'nan',
-  'none',
-  '[object object]',
-]);
-
-/** A usable tracing header value (posthog-js's `tracing_headers`), or `undefined`. */
-function tracingHeader(value: string | string[] | undefined): string | undefined {
-  if (typeof value !== 'string') return undefined;
-  const trimmed = value.trim();
-  if (trimmed === '' || trimmed.length > MAX_TRACING_HEADER || UNUSABLE_CHARS.test(trimmed)) return undefined;
-  if (ILLEGAL_IDS.has(trimmed.toLowerCase())) return undefined;
-  return trimmed;
 }
 
 /** A CORS preflight (what `enableCors` answers before every cross-origin call with custom headers). */
@@ -263,8 +232,8 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     const operation = this.operations.createHttp(
       requestId,
       req.method ?? 'UNKNOWN',
-      tracingHeader(headers['x-posthog-session-id']),
-      frontendDistinctId(tracingHeader(headers['x-posthog-distinct-id']), this.options.frontendIdentity),
+      tracingId(headers['x-posthog-session-id']),
+      frontendDistinctId(tracingId(headers['x-posthog-distinct-id']), this.options.frontendIdentity),
       this.options.frontendIdentity === 'anonymous',
       url,
       req,

@@ -19,6 +19,7 @@ import {
   type RpcRunner,
 } from './rpc-hooks.js';
 import { rpcEndpoint, rpcStatusOf } from './rpc-pattern.js';
+import { tracingId } from '../request/tracing-id.js';
 
 /** `method` of a request-response message (`ClientProxy.send`, `@MessagePattern`). */
 export const RPC_METHOD = 'RPC';
@@ -99,8 +100,8 @@ export class RpcEntry implements OnApplicationShutdown, RpcRunner {
           endpoint: rpcEndpoint(route),
           requestId: incoming.requestId,
           traceparent: incoming.traceparent,
-          sessionId: tracingValue(incoming.sessionId),
-          frontendDistinctId: tracingValue(incoming.distinctId),
+          sessionId: tracingId(incoming.sessionId),
+          frontendDistinctId: tracingId(incoming.distinctId),
           request: context,
           standalone: true,
         },
@@ -176,37 +177,6 @@ export class RpcEntry implements OnApplicationShutdown, RpcRunner {
       return result;
     }
   }
-}
-
-/** Longest session or distinct id kept, as for the frontend's headers. */
-const MAX_TRACING_VALUE = 200;
-// eslint-disable-next-line no-control-regex -- control characters are what it refuses
-const UNUSABLE_CHARS = /[\x00-\x1f\x7f-\x9f,]/;
-const ILLEGAL_IDS = new Set([
-  'undefined',
-  'null',
-  'anonymous',
-  'guest',
-  'distinct_id',
-  'distinctid',
-  'id',
-  'not_authenticated',
-  'email',
-  'true',
-  'false',
-  '0',
-  'nan',
-  'none',
-  '[object object]',
-]);
-
-/** A usable session or distinct id from a message, or `undefined` (the rules of the frontend's headers). */
-function tracingValue(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  const trimmed = value.trim();
-  if (trimmed === '' || trimmed.length > MAX_TRACING_VALUE || UNUSABLE_CHARS.test(trimmed)) return undefined;
-  if (ILLEGAL_IDS.has(trimmed.toLowerCase())) return undefined;
-  return trimmed;
 }
 
 /** The provider: `@nestjs/microservices` is loaded (or not) before the instance is made. */
