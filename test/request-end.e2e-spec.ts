@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createBareApp } from './support/bare-app.js';
 import { CaptureServer, type CapturedEvent } from './support/capture-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 
@@ -91,6 +92,35 @@ describe.each(ADAPTERS)('The end of a request over %s', (adapter) => {
     expect(apiRequest.properties).toMatchObject({ endpoint: '/late/slow', status_code: 499 });
     expect(apiError.properties).toMatchObject({ endpoint: '/late/slow', status_code: 499 });
     expect(apiError.properties.error_message).toContain('upstream call failed');
+  });
+
+  it('answers a handler that fails after sending, and pipelined requests, exactly as Nest does without the module', async () => {
+    const bare = await createBareApp(adapter, [LateController]);
+    try {
+      const bytesOf = async (target: number, path: string) => {
+        const res = await fetch(`http://127.0.0.1:${target}${path}`);
+        return { status: res.status, type: res.headers.get('content-type'), body: await res.text() };
+      };
+      const barePort = (bare.getHttpServer().address() as AddressInfo).port;
+      for (const path of ['/late/after-send', '/late/pipelined/1', '/no/such/route']) {
+        expect(await bytesOf(port, path)).toEqual(await bytesOf(barePort, path));
+      }
+      // Three requests pipelined, then the client half-closes: what comes back on the wire, but for the
+      // headers that differ by design (the date, the module's X-Request-ID).
+      const pipelined = async (target: number) => {
+        const socket = net.connect(target, '127.0.0.1');
+        await once(socket, 'connect');
+        let raw = '';
+        socket.on('data', (chunk: Buffer) => (raw += chunk.toString('latin1')));
+        socket.write([0, 1, 2].map((n) => `GET /late/pipelined/${n} HTTP/1.1\r\nHost: x\r\n\r\n`).join(''));
+        socket.end();
+        await once(socket, 'close');
+        return raw.replace(/^(date|x-request-id): .*\r\n/gim, '');
+      };
+      expect(await pipelined(port)).toBe(await pipelined(barePort));
+    } finally {
+      await bare.close();
+    }
   });
 
   it('gives every request pipelined on a connection the client half-closed exactly one api_request', async () => {

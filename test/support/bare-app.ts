@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import type { INestApplication } from '@nestjs/common';
+import type { INestApplication, Type } from '@nestjs/common';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { ChatService } from '../../apps/demo/src/chat.service.js';
@@ -7,9 +7,9 @@ import { DemoController, InternalController } from '../../apps/demo/src/demo.con
 import type { AdapterName } from './test-app.js';
 
 /** The demo's controllers without the telemetry module: what Nest answers on its own. */
-export async function createBareApp(adapter: AdapterName): Promise<INestApplication> {
+export async function createBareApp(adapter: AdapterName, controllers: Type[] = []): Promise<INestApplication> {
   const moduleRef = await Test.createTestingModule({
-    controllers: [DemoController, InternalController],
+    controllers: [DemoController, InternalController, ...controllers],
     providers: [{ provide: ChatService, useValue: { send: async (m: string) => ({ reply: `echo: ${m}` }) } }],
   }).compile();
   const app =
