@@ -9,6 +9,8 @@ const system = process.env.JEST_SUITE === 'system';
 
 const config: Config = {
   testEnvironment: 'node',
+  // Scratch copies (.tmp/, a benchmark's snapshot, a worktree) and build output hold package.json files of the same names.
+  modulePathIgnorePatterns: ['<rootDir>/.tmp/', '<rootDir>/dist/', '<rootDir>/.cache/'],
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: {
     '^nestjs-posthog-telemetry$': '<rootDir>/libs/telemetry/src/index.ts',
