@@ -57,8 +57,8 @@
  *   BENCH_ROUNDS          rounds of the CPU and req/s figures (default 5; 0: none)
  *   BENCH_ROUND_REQUESTS  requests per round (default 10000)
  *   BENCH_MARKDOWN        0: leave docs/performance.md alone (default 1)
- *   BENCH_V8_FLAGS        V8 flags of the app under callgrind (default
- *                         '--predictable-gc-schedule --single-threaded', see V8_FLAGS below)
+ *   BENCH_V8_FLAGS        V8 flags of the app under callgrind (default '--predictable-gc-schedule',
+ *                         see V8_FLAGS below)
  *   BENCH_KEEP_DUMPS      1: keep each window's callgrind dumps in bench-results/callgrind/ (for
  *                         callgrind_annotate: where the instructions go; JIT code shows as addresses)
  */

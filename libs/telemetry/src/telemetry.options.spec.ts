@@ -6,6 +6,7 @@ import {
   DEFAULT_HOST,
   defaultResolveUser,
   isExcludedPath,
+  pathMatcher,
   resolveTelemetryOptions,
 } from './telemetry.options.js';
 
@@ -200,6 +201,38 @@ describe('frontendIdentity', () => {
 
   it('falls back to the safe default on an unknown value', () => {
     expect(resolveTelemetryOptions({}, { POSTHOG_FRONTEND_IDENTITY: 'everyone' }).frontendIdentity).toBe('anonymous');
+  });
+});
+
+describe('pathMatcher', () => {
+  const paths = ['/a', '/A', '/b/1', '/ab', '/x/y', '/aa', '/abab', '/c', '/report.CSV', '/q', ''];
+  const rules: RegExp[] = [/^\/a$/i, /^\/b\/\d+$/, /(ab)\1/, /\.csv$/gi, /^\/q$/y, /(?<n>x)\/y/];
+
+  it('answers as each rule tested alone would, expressions of the same flags joined into one', () => {
+    for (const path of paths) {
+      const alone = rules.some((rule) => new RegExp(rule.source, rule.flags.replace(/[gy]/g, '')).test(path));
+      expect([path, pathMatcher(rules)(path)]).toEqual([path, alone]);
+    }
+  });
+
+  it('gives the same answer however often it is asked (a g or y flag does not carry state)', () => {
+    const matches = pathMatcher([/\.csv$/gi, /^\/q$/y]);
+    for (let i = 0; i < 3; i++) {
+      expect(matches('/report.csv')).toBe(true);
+      expect(matches('/q')).toBe(true);
+    }
+  });
+
+  it('keeps exact paths and prefixes apart from expressions', () => {
+    const matches = pathMatcher(['/internal', '/admin/*', /^\/z/]);
+    expect(['/internal', '/admin', '/admin/x', '/z1', '/internal/x', '/administrator'].map(matches)).toEqual([
+      true,
+      true,
+      true,
+      true,
+      false,
+      false,
+    ]);
   });
 });
 

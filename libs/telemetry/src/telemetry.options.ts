@@ -378,18 +378,40 @@ export function resolveTelemetryOptions(
 
 /** True when `path` (no query string) is one the user excluded. */
 export function isExcludedPath(path: string, excludePaths: readonly (string | RegExp)[]): boolean {
-  for (const rule of excludePaths) {
+  return pathMatcher(excludePaths)(path);
+}
+
+/** Tells whether a path (no query string) matches one of the rules; made once, asked for every request. */
+export type PathMatcher = (path: string) => boolean;
+
+/**
+ * `rules` as one test: exact paths in a set, `/*` prefixes, and the regular expressions of the same flags
+ * joined into one (one match per request instead of one per rule). `g` and `y` are dropped: they would make
+ * a shared expression's answer depend on the previous one.
+ */
+export function pathMatcher(rules: readonly (string | RegExp)[]): PathMatcher {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  const byFlags = new Map<string, string[]>();
+  const alone: RegExp[] = [];
+  for (const rule of rules) {
     if (typeof rule === 'string') {
-      if (rule.endsWith('/*')) {
-        const base = rule.slice(0, -2);
-        if (path === base || path.startsWith(base + '/')) return true;
-      } else if (path === rule) return true;
-    } else {
-      rule.lastIndex = 0; // a `g` or `y` flag would otherwise make the answer alternate
-      if (rule.test(path)) return true;
+      if (rule.endsWith('/*')) prefixes.push(rule.slice(0, -2));
+      else exact.add(rule);
+      continue;
     }
+    const flags = rule.flags.replace(/[gy]/g, '');
+    // Numbered or named back-references would point elsewhere once joined.
+    if (/\\[1-9]|\\k<|\(\?</.test(rule.source)) alone.push(new RegExp(rule.source, flags));
+    else byFlags.set(flags, [...(byFlags.get(flags) ?? []), rule.source]);
   }
-  return false;
+  const patterns = [...alone, ...[...byFlags].map(([flags, sources]) => new RegExp(sources.map((s) => `(?:${s})`).join('|'), flags))];
+  return (path) => {
+    if (exact.has(path)) return true;
+    for (const base of prefixes) if (path === base || path.startsWith(base + '/')) return true;
+    for (const pattern of patterns) if (pattern.test(path)) return true;
+    return false;
+  };
 }
 
 /** The `frontendIdentity` policy; an unknown value falls back to the safe default, with a warning. */

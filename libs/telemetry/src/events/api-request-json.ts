@@ -1,12 +1,27 @@
-import { randomUUID } from 'node:crypto';
+import { randomUuid } from '../request/random-ids.js';
 import { isoTimestamp, type ApiRequestFields, type EventIdentity } from './telemetry-events.js';
 
 /** Printable ASCII but `"` and `\`: JSON writes it as it is, between quotes. */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
+/** `PLAIN.test(text)` for short texts (ids, names) by a loop, cheaper than a call into the regexp engine. */
+function isPlain(text: string): boolean {
+  if (text.length > 64) return PLAIN.test(text);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x22 || c === 0x5c) return false;
+  }
+  return true;
+}
+
 /** `JSON.stringify(text)`; plain text (ids, names) without the stringifier's pass over each character. */
 function quote(text: string): string {
-  return PLAIN.test(text) ? '"' + text + '"' : JSON.stringify(text);
+  return isPlain(text) ? '"' + text + '"' : JSON.stringify(text);
+}
+
+/** `JSON.stringify(n)` of a number: its text, or `null` for what JSON cannot hold. */
+function number(n: number): string {
+  return Number.isFinite(n) ? String(n) : 'null';
 }
 
 /** The quoted names an app repeats on every request (endpoints, methods, environment), kept once each. */
@@ -44,13 +59,13 @@ export function apiRequestJson(identity: EventIdentity, f: ApiRequestFields): st
     ',"method":' +
     quoteName(f.method) +
     ',"status_code":' +
-    JSON.stringify(f.statusCode) +
+    number(f.statusCode) +
     ',"response_time_ms":' +
-    JSON.stringify(round(f.durationMs)) +
+    number(round(f.durationMs)) +
     ',"success":' +
     (success ? 'true' : 'false') +
     ',"user_id":' +
-    quote(identity.userId) +
+    (identity.userId === 'anonymous' ? '"anonymous"' : quote(identity.userId)) +
     ',"environment":' +
     quoteName(identity.environment);
   // A request id is checked where the operation starts (letters, digits, `-_.:`), trace and span ids are hex:
@@ -62,5 +77,5 @@ export function apiRequestJson(identity: EventIdentity, f: ApiRequestFields): st
   if (identity.parentSpanId !== undefined) json += ',"parent_span_id":"' + identity.parentSpanId + '"';
   if (identity.personless) json += ',"$process_person_profile":false';
   if (identity.internalUser) json += ',"is_internal_user":true';
-  return json + '},"timestamp":"' + isoTimestamp(Date.now()) + '","uuid":"' + randomUUID() + '"}';
+  return json + '},"timestamp":"' + isoTimestamp(Date.now()) + '","uuid":"' + randomUuid() + '"}';
 }

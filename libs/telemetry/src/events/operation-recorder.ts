@@ -8,7 +8,7 @@ import type { Operation } from '../request/operation.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
 import { REDACTOR, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import { Identities } from './identities.js';
-import { isExcludedPath, type ResolvedTelemetryOptions } from '../telemetry.options.js';
+import { pathMatcher, type PathMatcher, type ResolvedTelemetryOptions } from '../telemetry.options.js';
 import { decideLateError, decideOutcome, type ErrorOutcome, type OutcomeRules } from './outcome.js';
 import { slowRequestEvent, type EventIdentity } from './telemetry-events.js';
 
@@ -23,7 +23,7 @@ export const REQUEST_MECHANISM = 'auto.http.nestjs_posthog_telemetry';
 @Injectable()
 export class OperationRecorder {
   private readonly rules: OutcomeRules;
-  private readonly staticPaths: readonly (string | RegExp)[];
+  private readonly staticPath: PathMatcher;
 
   constructor(
     @Inject(TELEMETRY_OPTIONS) options: ResolvedTelemetryOptions,
@@ -38,7 +38,7 @@ export class OperationRecorder {
       captureExceptionsMinStatus: options.captureExceptionsMinStatus,
       ignoreErrors: options.ignoreErrors,
     };
-    this.staticPaths = options.staticPaths;
+    this.staticPath = pathMatcher(options.staticPaths);
   }
 
   /** `status`: the response's; `sentWhole`: it was sent to its end (Node's `writableFinished`). */
@@ -46,8 +46,7 @@ export class OperationRecorder {
     try {
       if (operation.skip || operation.carried || operation.ended) return;
       // A static file no route of the app answered (a static-files middleware, a missing asset's 404).
-      if (operation.endpoint === undefined && operation.rawUrl !== undefined && isExcludedPath(pathOf(operation.rawUrl), this.staticPaths))
-        return;
+      if (operation.endpoint === undefined && operation.rawUrl !== undefined && this.staticPath(pathOf(operation.rawUrl))) return;
       const outcome = decideOutcome(operation.finish(status, sentWhole, performance.now()), this.rules);
       const identity = this.identities.of(operation);
       if (!identity) return;

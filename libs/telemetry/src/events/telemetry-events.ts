@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUuid } from '../request/random-ids.js';
 import { toBoundedJson, truncate } from '../privacy/bounded.js';
 import type { ErrorDetails } from '../errors/error-details.js';
 
@@ -73,7 +73,7 @@ function event(name: string, identity: EventIdentity, properties: Record<string,
     distinct_id: identity.distinctId,
     properties,
     timestamp: isoTimestamp(Date.now()),
-    uuid: randomUUID(),
+    uuid: randomUuid(),
   };
 }
 

@@ -16,7 +16,7 @@ import { tracingId } from '../request/tracing-id.js';
 import type { Operation } from '../request/operation.js';
 import { pathOf } from './route-template.js';
 import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
-import { isExcludedPath, type ResolvedTelemetryOptions } from '../telemetry.options.js';
+import { pathMatcher, type PathMatcher, type ResolvedTelemetryOptions } from '../telemetry.options.js';
 
 /** A server's `emit`, as it is wrapped. */
 type EmitFn = (...args: unknown[]) => boolean;
@@ -137,6 +137,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Telemetry');
   private readonly responseHeader: string;
   private readonly requestHeader: string;
+  private readonly excluded: PathMatcher;
   private server?: { emit: EmitFn };
   private emit?: EmitFn;
   private ownEmit = false;
@@ -153,6 +154,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     private readonly adapterHost: HttpAdapterHost,
   ) {
     this.requestHeader = internalized(options.requestIdHeader);
+    this.excluded = pathMatcher(options.excludePaths);
     this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : this.requestHeader;
     // Before Nest builds its routes (ahead of any module's `onModuleInit`).
     hookNestErrorPaths();
@@ -239,7 +241,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
       req,
       headers.traceparent,
       // Static files are left out only at the end, once it is known that no route answered.
-      (!this.options.capturePreflights && isPreflight(req)) || isExcludedPath(pathOf(url), this.options.excludePaths),
+      (!this.options.capturePreflights && isPreflight(req)) || this.excluded(pathOf(url)),
       startedAt,
     );
     operation.idHeader = this.responseHeader;

@@ -30,7 +30,10 @@ export function routeTemplateOf(request: unknown): string | undefined {
 /** Path of a raw URL without query string or fragment. */
 export function pathOf(url: string | undefined): string {
   if (!url) return '/';
-  const cut = url.search(/[?#]/);
+  // Two scans for a character rather than a regular expression: this runs for every request.
+  const query = url.indexOf('?');
+  const fragment = url.indexOf('#');
+  const cut = query === -1 ? fragment : fragment === -1 ? query : Math.min(query, fragment);
   return cut === -1 ? url : url.slice(0, cut);
 }
 

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUuid } from './random-ids.js';
 import type { TelemetryUser } from '../telemetry.options.js';
 import { newSpanId, newTrace, type TraceStart } from '../trace/trace-context.js';
 
@@ -178,7 +178,7 @@ export class Operation implements TelemetryRequestContext {
   get distinctId(): string {
     const user = this.user;
     if (user !== undefined) return user.id;
-    return this.frontendDistinctId ?? (this.#anonymousId ??= randomUUID());
+    return this.frontendDistinctId ?? (this.#anonymousId ??= randomUuid());
   }
 
   /** True when no person should be created for the events: no user, and no frontend id or only a client's claim of one. */

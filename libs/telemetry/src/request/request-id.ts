@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUuid } from './random-ids.js';
 
 /** Letters, digits and `-_.:`, 1 to 128 characters: safe to log, reflect and store. */
 const VALID_REQUEST_ID = /^[A-Za-z0-9\-_.:]{1,128}$/;
@@ -12,5 +12,5 @@ export function isValidRequestId(value: unknown): value is string {
  * (missing, repeated, too long, control characters, unicode) gets a new UUID v4.
  */
 export function resolveRequestId(header: unknown): string {
-  return isValidRequestId(header) ? header : randomUUID();
+  return isValidRequestId(header) ? header : randomUuid();
 }

@@ -1,4 +1,4 @@
-import { randomFillSync } from 'node:crypto';
+import { randomHex } from '../request/random-ids.js';
 
 /**
  * W3C Trace Context (https://www.w3.org/TR/trace-context/): the trace an
@@ -46,22 +46,6 @@ export function parseTraceparent(value: unknown): TraceStart | undefined {
 /** `00-<trace id>-<span id>-<flags>`. */
 export function formatTraceparent(traceId: string, spanId: string, flags: string): string {
   return `00-${traceId}-${spanId}-${flags}`;
-}
-
-/** Random bytes drawn a few at a time: one call into the CSPRNG per 4 KiB instead of two per request. */
-const pool = Buffer.alloc(4096);
-let poolAt = pool.length;
-
-function randomHex(bytes: number): string {
-  for (let i = 0; i < 4; i++) {
-    if (poolAt + bytes > pool.length) {
-      randomFillSync(pool);
-      poolAt = 0;
-    }
-    const hex = pool.toString('hex', poolAt, (poolAt += bytes));
-    if (!ZEROS.test(hex)) return hex;
-  }
-  return '1'.padStart(bytes * 2, '0');
 }
 
 /** A new trace id (32 hex digits). */

@@ -1,0 +1,35 @@
+import { randomHex, randomUuid } from './random-ids.js';
+
+describe('random ids', () => {
+  it('makes UUID v4 texts as crypto.randomUUID does: lowercase, version 4, RFC 9562 variant, all different', () => {
+    const seen = new Set<string>();
+    // More than one pool of randomness (4 KiB), so refills are crossed.
+    for (let i = 0; i < 1000; i++) {
+      const uuid = randomUuid();
+      expect(uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      seen.add(uuid);
+    }
+    expect(seen.size).toBe(1000);
+  });
+
+  it('spreads the variant digit over its four values', () => {
+    const variants = new Set<string>();
+    for (let i = 0; i < 400; i++) variants.add(randomUuid()[19]);
+    expect([...variants].sort()).toEqual(['8', '9', 'a', 'b']);
+  });
+
+  it('makes trace and span ids of 32 and 16 hex digits, all different', () => {
+    const traces = new Set<string>();
+    const spans = new Set<string>();
+    for (let i = 0; i < 500; i++) {
+      const trace = randomHex(16);
+      const span = randomHex(8);
+      expect(trace).toMatch(/^[0-9a-f]{32}$/);
+      expect(span).toMatch(/^[0-9a-f]{16}$/);
+      traces.add(trace);
+      spans.add(span);
+    }
+    expect(traces.size).toBe(500);
+    expect(spans.size).toBe(500);
+  });
+});
