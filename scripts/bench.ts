@@ -56,7 +56,8 @@
  *   BENCH_TAIL_MS         idle tail before and after a window, ms (default 500)
  *   BENCH_ROUNDS          rounds of the CPU and req/s figures (default 5; 0: none)
  *   BENCH_ROUND_REQUESTS  requests per round (default 10000)
- *   BENCH_MARKDOWN        0: leave docs/performance.md alone (default 1)
+ *   BENCH_MARKDOWN        0: leave docs/performance.md alone; 1: write its table even from a partial run
+ *                         (default: written by a full run, or by a partial one with BENCH_MERGE=1)
  *   BENCH_V8_FLAGS        V8 flags of the app under callgrind (default '--predictable-gc-schedule',
  *                         see V8_FLAGS below)
  *   BENCH_KEEP_DUMPS      1: keep each window's callgrind dumps in bench-results/callgrind/ (for
@@ -781,7 +782,10 @@ async function main(): Promise<void> {
       2,
     )}\n`,
   );
-  if (MARKDOWN) await writeMarkdown(cells, command, startedAt, wallSeconds);
+  // A partial run (some nodes, adapters or modes) would replace the docs' table with its own few cells.
+  const partial = process.env.BENCH_NODES !== undefined || ADAPTERS.length < BENCH_ADAPTERS.length || MODES.length < BENCH_MODES.length;
+  if (process.env.BENCH_MARKDOWN === '1' || (MARKDOWN && (!partial || MERGE))) await writeMarkdown(cells, command, startedAt, wallSeconds);
+  else if (MARKDOWN) console.log('docs/performance.md left alone: a partial run (BENCH_MERGE=1 or BENCH_MARKDOWN=1 to write it)');
   if (cells.some((c) => c.error)) process.exitCode = 1;
 }
 
