@@ -14,7 +14,7 @@ export class GzipStream {
   private last: Promise<unknown> = Promise.resolve();
 
   /** `input` as one gzip member. */
-  compress(input: string): Promise<Buffer> {
+  compress(input: string | Buffer): Promise<Buffer> {
     const next = this.last.then(
       () => this.run(input),
       () => this.run(input),
@@ -29,7 +29,7 @@ export class GzipStream {
     this.stream = undefined;
   }
 
-  private run(input: string): Promise<Buffer> {
+  private run(input: string | Buffer): Promise<Buffer> {
     const stream = (this.stream ??= createGzip({ level: constants.Z_BEST_SPEED }) as Gzip & ZlibReset);
     return new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];

@@ -34,8 +34,8 @@ const TOO_LARGE_MEMORY_MS = 10 * 60_000;
  * The one place that sends. Events wait in a bounded in-memory queue and leave
  * in gzip batches (at most `MAX_BATCH_BYTES` of JSON, through one kept
  * `GzipStream`) to PostHog's `/batch/` endpoint over a keep-alive agent, off
- * the request path: a request pays for serialising its events (once: the batch
- * is their JSON joined) and an array push. One batch is in flight at a time;
+ * the request path: a request pays for serialising its events to UTF-8 bytes
+ * (once: the batch is their bytes joined) and an array push. One batch is in flight at a time;
  * see `deliver` for what happens when PostHog fails. posthog-node's
  * `$exception`s are queued here too (`SharedPostHog.routeExceptionsTo`).
  *
@@ -55,8 +55,12 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   private readonly url: URL;
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
-  /** Queued events, serialised, oldest first. */
-  private queue: string[] = [];
+  /**
+   * Queued events as UTF-8 bytes, oldest first. Bytes rather than strings: an event's JSON is written by
+   * concatenation (a tree of string pieces) and would wait, and survive the young generation's collections,
+   * until its batch leaves; as bytes it is copied once, off the JS heap, and the strings die young.
+   */
+  private queue: Buffer[] = [];
   private bytes = 0;
   private inFlightBytes = 0;
   private timer?: NodeJS.Timeout;
@@ -128,14 +132,15 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
       this.drops.drop('closed', 1, 'the sender is shut down');
       return false;
     }
-    if (this.budget.tooLarge(json.length)) {
-      this.drops.drop('over-budget', 1, `an event of ${json.length} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`);
+    const bytes = Buffer.from(json);
+    if (this.budget.tooLarge(bytes.length)) {
+      this.drops.drop('over-budget', 1, `an event of ${bytes.length} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`);
       return false;
     }
     if (this.queue.length >= this.options.maxQueueSize) this.evictOldest();
-    this.budget.makeRoom(json.length);
-    this.queue.push(json);
-    this.bytes += json.length;
+    this.budget.makeRoom(bytes.length);
+    this.queue.push(bytes);
+    this.bytes += bytes.length;
     this.budget.noteUsage();
     this.schedule();
     return true;
@@ -275,7 +280,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
    * split without asking again and events as large dropped without a request.
    * Only shutdown's deadline ends the retries.
    */
-  private async deliver(batch: string[], bytes: number): Promise<void> {
+  private async deliver(batch: Buffer[], bytes: number): Promise<void> {
     for (let attempt = 0; !this.abort.signal.aborted; attempt++) {
       let failure: string;
       try {
@@ -320,7 +325,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
    * PostHog refused a body of `bodyBytes` (now or, for one as large, before) with 413: the batch's halves go
    * on separately, and a single event is dropped, as PostHog will never take it.
    */
-  private async tooLargeFor(batch: string[], bytes: number, bodyBytes: number): Promise<void> {
+  private async tooLargeFor(batch: Buffer[], bytes: number, bodyBytes: number): Promise<void> {
     if (batch.length === 1) {
       this.drops.drop('too-large', 1, `PostHog answered 413 (Content Too Large) to a single event (a body of ${bodyBytes} bytes or more)`);
       return;
@@ -334,10 +339,16 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   }
 
   /** The request body: the events' JSON joined into `{ api_key, batch, sent_at }`, gzipped unless compression is off. */
-  private async body(batch: string[]): Promise<Buffer> {
-    const json = `{"api_key":${JSON.stringify(this.options.apiKey)},"batch":[${batch.join(',')}],"sent_at":"${new Date().toISOString()}"}`;
+  private async body(batch: Buffer[]): Promise<Buffer> {
+    const parts: Buffer[] = [Buffer.from(`{"api_key":${JSON.stringify(this.options.apiKey)},"batch":[`)];
+    for (let i = 0; i < batch.length; i++) {
+      if (i > 0) parts.push(COMMA);
+      parts.push(batch[i]);
+    }
+    parts.push(Buffer.from(`],"sent_at":"${new Date().toISOString()}"}`));
+    const json = Buffer.concat(parts);
     // Fastest level (`GzipStream`): on a batch of 100 events 1.5 % larger than the default level, for 18 % less CPU.
-    return this.options.compression ? this.gzip.compress(json) : Buffer.from(json);
+    return this.options.compression ? this.gzip.compress(json) : json;
   }
 
   private post(body: Buffer): Promise<number> {
@@ -409,7 +420,9 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   }
 }
 
-function sizeOf(batch: string[]): number {
+const COMMA = Buffer.from(',');
+
+function sizeOf(batch: Buffer[]): number {
   let bytes = 0;
   for (const json of batch) bytes += json.length;
   return bytes;
