@@ -81,6 +81,13 @@ function describeTransport(
     for (const app of open.splice(0).reverse()) await app.close();
   });
 
+  /** `METHOD endpoint` of each event of a request, sorted: which operations it made, on which side of the hop. */
+  const methodsAndEndpoints = (requestId: string): string[] =>
+    capture
+      .forRequest(requestId)
+      .map((e) => `${e.properties.method} ${e.properties.endpoint}`)
+      .sort();
+
   /** The events of one endpoint, once `expected` of them arrived, and a moment more so a duplicate would show. */
   async function eventsAt(endpoint: string, expected: string[]): Promise<CapturedEvent[]> {
     const at = () => capture.events.filter((e) => e.properties?.endpoint === endpoint || e.properties?.$exception_endpoint === endpoint);
@@ -241,12 +248,7 @@ function describeTransport(
       const answer = await ask(caller, { path: '/call/whoami', headers: { 'x-request-id': journey } });
       expect(JSON.parse(answer.body.toString())).toEqual({ values: [{ requestId: journey }] });
       await capture.waitFor(() => capture.forRequest(journey).filter((e) => e.event === 'api_request').length === 2);
-      expect(
-        capture
-          .forRequest(journey)
-          .map((e) => `${e.properties.method} ${e.properties.endpoint}`)
-          .sort(),
-      ).toEqual(['GET /call/:name', 'RPC rpc:whoami']);
+      expect(methodsAndEndpoints(journey)).toEqual(['GET /call/:name', 'RPC rpc:whoami']);
       // One trace: the handler's span is a child of the caller's.
       const [http, rpc] = ['GET', 'RPC'].map(
         (method) => capture.forRequest(journey).find((e) => e.properties.method === method)!.properties,
@@ -258,12 +260,7 @@ function describeTransport(
       const emitted = fresh('journey');
       await ask(caller, { path: '/call/emit/audit', headers: { 'x-request-id': emitted } });
       await capture.waitFor(() => capture.forRequest(emitted).filter((e) => e.event === 'api_request').length === 2);
-      expect(
-        capture
-          .forRequest(emitted)
-          .map((e) => `${e.properties.method} ${e.properties.endpoint}`)
-          .sort(),
-      ).toEqual(['EVENT rpc:audit', 'GET /call/emit/:name']);
+      expect(methodsAndEndpoints(emitted)).toEqual(['EVENT rpc:audit', 'GET /call/emit/:name']);
       expect(seenEvents).toEqual([
         { pattern: 'audit', data: EMITS.audit.data, requestId: emitted },
         { pattern: 'audit (mirror)', data: EMITS.audit.data, requestId: emitted },

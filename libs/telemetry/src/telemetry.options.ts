@@ -376,11 +376,6 @@ export function resolveTelemetryOptions(
   };
 }
 
-/** True when `path` (no query string) is one the user excluded. */
-export function isExcludedPath(path: string, excludePaths: readonly (string | RegExp)[]): boolean {
-  return pathMatcher(excludePaths)(path);
-}
-
 /** Tells whether a path (no query string) matches one of the rules; made once, asked for every request. */
 export type PathMatcher = (path: string) => boolean;
 
@@ -403,7 +398,11 @@ export function pathMatcher(rules: readonly (string | RegExp)[]): PathMatcher {
     const flags = rule.flags.replace(/[gy]/g, '');
     // Numbered or named back-references would point elsewhere once joined.
     if (/\\[1-9]|\\k<|\(\?</.test(rule.source)) alone.push(new RegExp(rule.source, flags));
-    else byFlags.set(flags, [...(byFlags.get(flags) ?? []), rule.source]);
+    else {
+      const sources = byFlags.get(flags);
+      if (sources) sources.push(rule.source);
+      else byFlags.set(flags, [rule.source]);
+    }
   }
   const patterns = [...alone, ...[...byFlags].map(([flags, sources]) => new RegExp(sources.map((s) => `(?:${s})`).join('|'), flags))];
   return (path) => {

@@ -65,7 +65,7 @@ export function apiRequestJson(identity: EventIdentity, f: ApiRequestFields): st
     ',"success":' +
     (success ? 'true' : 'false') +
     ',"user_id":' +
-    (identity.userId === 'anonymous' ? '"anonymous"' : quote(identity.userId)) +
+    quote(identity.userId) +
     ',"environment":' +
     quoteName(identity.environment);
   // A request id is checked where the operation starts (letters, digits, `-_.:`), trace and span ids are hex:
