@@ -1,7 +1,7 @@
 /**
  * The app the overhead benchmark loads, one child process per cell, started by
  * scripts/bench.ts (directly, or under valgrind's callgrind):
- * `node --expose-gc dist/scripts/bench-app.js '<BenchAppConfig as JSON>'`.
+ * `node dist/scripts/bench-app.js '<BenchAppConfig as JSON>'`.
  * The route and its handler are the same in every mode; only the imported
  * telemetry differs. It talks to the bench over IPC only, so no extra route has
  * to be kept out of telemetry.
@@ -178,13 +178,6 @@ async function main(): Promise<void> {
             handled: handled - handledAtStart,
             busyMs: lastHandledAt - roundStartedAt,
           });
-        }
-        case 'gc': {
-          // Every measurement window starts from a collected heap, so no window inherits a GC debt.
-          const gc = (globalThis as { gc?: () => void }).gc;
-          gc?.();
-          gc?.();
-          return reply({ type: 'gc-done' });
         }
         case 'shutdown':
           await app.close();

@@ -22,12 +22,11 @@ export interface BenchAppConfig {
 }
 
 /** Bench → app. */
-export type BenchRequest = { type: 'round-start' } | { type: 'round-end' } | { type: 'gc' } | { type: 'shutdown' };
+export type BenchRequest = { type: 'round-start' } | { type: 'round-end' } | { type: 'shutdown' };
 /** App → bench. */
 export type BenchReply =
   | { type: 'ready'; port: number }
   | { type: 'round-started' }
   /** `busyMs`: from the round's start to the route's last answer in it. */
   | { type: 'round-ended'; cpuMicros: number; handled: number; busyMs: number }
-  | { type: 'gc-done' }
   | { type: 'closed'; handled: number };

@@ -279,6 +279,27 @@ describe('configuration', () => {
     }
   }, 40_000);
 
+  it('a process that sent events and never closed its app ends on its own: the sending thread holds nothing between batches', async () => {
+    const script = [
+      "import 'reflect-metadata';",
+      "import { NestFactory } from '@nestjs/core';",
+      "import { TelemetryModule, TelemetryService } from 'nestjs-posthog-telemetry';",
+      "const app = await NestFactory.createApplicationContext(TelemetryModule.forRoot({ apiKey: 'phc_x', host: process.env.CAPTURE_URL, posthogOptions: { flushInterval: 50 } }), { logger: false });",
+      "app.get(TelemetryService).capture('sent_before_idle');",
+      // Long enough for the batch to leave (flushed after 50 ms); then nothing of the app's holds the event loop.
+      'await new Promise((resolve) => setTimeout(resolve, 1000));',
+      // Were anything of the module's to hold it, this would end the process with 3 instead.
+      'setTimeout(() => process.exit(3), 15000).unref();',
+    ].join('\n');
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, CAPTURE_URL: capture.url },
+      stdio: 'ignore',
+    });
+    const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)));
+    expect(code).toBe(0);
+    expect(capture.eventsNamed('sent_before_idle')).toHaveLength(1);
+  }, 30_000);
+
   it('captures outside requests without a request context', async () => {
     const app = await createTestApp('express', sendingTo(capture.url));
     expect(getRequestContext()).toBeUndefined();

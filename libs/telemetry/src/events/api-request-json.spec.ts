@@ -43,6 +43,15 @@ describe('apiRequestJson', () => {
     expect(json).toBe(expected(identity, f, json));
   });
 
+  it('writes the right route and environment past the bound of the pieces it keeps (1000)', () => {
+    for (let i = 0; i < 2500; i++) {
+      const identity = { ...base, environment: `env-${i % 1200}` };
+      const f = { ...fields, endpoint: `/route-${i % 1300}`, method: i % 2 === 0 ? 'GET' : 'POST' };
+      const json = apiRequestJson(identity, f);
+      expect(json).toBe(expected(identity, f, json));
+    }
+  });
+
   it('gives each event its own uuid and the time it was written', () => {
     const before = Date.now();
     const [a, b] = [apiRequestJson(base, fields), apiRequestJson(base, fields)].map(

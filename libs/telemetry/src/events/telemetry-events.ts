@@ -81,18 +81,25 @@ function event(name: string, identity: EventIdentity, properties: Record<string,
 let second = Number.NaN;
 let secondText = '';
 
-/** `new Date(ms).toISOString()`, for a whole number of milliseconds. */
-export function isoTimestamp(ms: number): string {
+/** `new Date(ms).toISOString()` up to its `.`, for a whole number of milliseconds. */
+export function isoSecond(ms: number): string {
   const s = Math.floor(ms / 1000);
   if (s !== second) {
     secondText = new Date(s * 1000).toISOString().slice(0, -4);
     second = s;
   }
-  return secondText + MILLIS[ms - s * 1000];
+  return secondText;
+}
+
+/** `new Date(ms).toISOString()`, for a whole number of milliseconds. */
+export function isoTimestamp(ms: number): string {
+  return isoSecond(ms) + MILLIS[ms - Math.floor(ms / 1000) * 1000];
 }
 
 /** `000Z` to `999Z`. */
 const MILLIS = Array.from({ length: 1000 }, (_, milli) => String(milli).padStart(3, '0') + 'Z');
+/** `000Z","uuid":"` to `999Z","uuid":"`: what follows the second in `api_request`'s JSON (events/api-request-json.ts). */
+export const MILLIS_THEN_UUID = MILLIS.map((millis) => millis + '","uuid":"');
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 

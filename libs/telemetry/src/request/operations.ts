@@ -132,9 +132,14 @@ export class Operations {
     return activeTracerSpan(this.sentry);
   }
 
-  /** Runs `fn(...args)` in the operation's context. */
-  run<A extends unknown[], T>(operation: Operation, fn: (...args: A) => T, ...args: A): T {
-    return runInRequestContext(this.posthog, operation, this.options.environment, fn, ...args);
+  /**
+   * Runs `fn(a, b, c, d)` in the operation's context. Four fixed arguments rather than rest parameters: a
+   * request's entry passes its own four, and no array is made for them on the way to the async store.
+   */
+  run<T>(operation: Operation, fn: () => T): T;
+  run<A, B, C, D, T>(operation: Operation, fn: (a: A, b: B, c: C, d: D) => T, a: A, b: B, c: C, d: D): T;
+  run<A, B, C, D, T>(operation: Operation, fn: (a?: A, b?: B, c?: C, d?: D) => T, a?: A, b?: B, c?: C, d?: D): T {
+    return runInRequestContext(this.posthog, operation, this.options.environment, fn, a, b, c, d);
   }
 
   /** The operation ends: its events are decided and sent. `sentWhole`: the answer went out to its end. */

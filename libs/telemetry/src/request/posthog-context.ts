@@ -4,7 +4,7 @@ import { OPERATION } from './request-context.js';
 import { RequestScope, scopeStorage } from './request-scope.js';
 
 /**
- * Runs `fn(...args)` in the operation's posthog-node context, so the app's own
+ * Runs `fn(a, b, c, d)` in the operation's posthog-node context, so the app's own
  * `posthog.capture()` calls get the same `distinct_id`, `$session_id`,
  * `request_id`, `user_id`, `environment`, `trace_id`, `span_id` and
  * `parent_span_id` as the module's events. The operation rides along under a
@@ -15,16 +15,19 @@ import { RequestScope, scopeStorage } from './request-scope.js';
  * `$process_person_profile` are added by `stampRequestIdentity`, which knows
  * the event's own distinct id.
  */
-export function runInRequestContext<A extends unknown[], T>(
+export function runInRequestContext<A, B, C, D, T>(
   posthog: PostHog,
   operation: Operation,
   environment: string,
-  fn: (...args: A) => T,
-  ...args: A
+  fn: (a: A, b: B, c: C, d: D) => T,
+  a: A,
+  b: B,
+  c: C,
+  d: D,
 ): T {
   const scope = new RequestScope(operation, environment);
   const storage = scopeStorage(posthog);
-  if (storage) return storage.run(scope, fn, ...args);
+  if (storage) return storage.run(scope, fn, a, b, c, d);
   // posthog-node stores a copy of what it is given: the copy gets the scope's getter and properties.
   return posthog.withContext(
     { sessionId: operation.sessionId, properties: scope.properties },
@@ -34,7 +37,7 @@ export function runInRequestContext<A extends unknown[], T>(
         Object.defineProperty(stored, 'distinctId', { enumerable: true, configurable: true, get: () => operation.distinctId });
         stored.properties = scope.properties;
       }
-      return fn(...args);
+      return fn(a, b, c, d);
     },
     { fresh: true },
   );

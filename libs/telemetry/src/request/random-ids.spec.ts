@@ -12,6 +12,16 @@ describe('random ids', () => {
     expect(seen.size).toBe(1000);
   });
 
+  it('spreads every random digit over the sixteen hex digits', () => {
+    const digits = Array.from({ length: 36 }, () => new Set<string>());
+    for (let i = 0; i < 2000; i++) {
+      const uuid = randomUuid();
+      for (let at = 0; at < 36; at++) digits[at].add(uuid[at]);
+    }
+    const fixed = new Set([8, 13, 14, 18, 19, 23]); // the dashes, the version and the variant digit
+    for (let at = 0; at < 36; at++) if (!fixed.has(at)) expect(digits[at].size).toBe(16);
+  });
+
   it('spreads the variant digit over its four values', () => {
     const variants = new Set<string>();
     for (let i = 0; i < 400; i++) variants.add(randomUuid()[19]);

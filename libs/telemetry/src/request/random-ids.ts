@@ -2,8 +2,8 @@ import { randomFillSync } from 'node:crypto';
 
 /**
  * Random ids for every request (request ids, anonymous distinct ids, event uuids, trace and span ids) from
- * one pool of random hex digits: one call into the CSPRNG and one hex conversion per 4 KiB of randomness,
- * then each id is cut from that text. `crypto.randomUUID()` builds its text from twenty pieces per call.
+ * pools of random text: one call into the CSPRNG and one conversion to text per pool, then each id is cut
+ * from that text. `crypto.randomUUID()` builds its text from twenty pieces per call.
  */
 const POOL_BYTES = 4096;
 const pool = Buffer.alloc(POOL_BYTES);
@@ -31,23 +31,41 @@ export function randomHex(bytes: 8 | 16): string {
   return '1'.padStart(bytes * 2, '0');
 }
 
-/** The RFC 9562 variant digit (`10xx`) for a random hex digit. */
-const VARIANT: Record<string, string> = {};
-for (let n = 0; n < 16; n++) VARIANT[n.toString(16)] = (8 + (n & 3)).toString(16);
+/** UUIDs made per refill of their pool (`randomUuid`). */
+const UUIDS_PER_POOL = 128;
+const UUID_LENGTH = 36;
+const uuidBytes = Buffer.alloc(UUIDS_PER_POOL * 16);
+const uuidText = Buffer.alloc(UUIDS_PER_POOL * UUID_LENGTH);
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+const DASH = 0x2d;
+let uuidPool = '';
+let uuidAt = 0;
+
+/**
+ * Fills the pool of UUID texts: one CSPRNG call, then each UUID written byte by byte into one buffer and
+ * read out as one string. A UUID is then one slice of it, where building its text from hex digits and
+ * dashes took fifteen string operations (and its event's JSON then had those pieces to join again).
+ */
+function refillUuids(): void {
+  randomFillSync(uuidBytes);
+  let out = 0;
+  for (let at = 0; at < uuidBytes.length; at += 16) {
+    for (let i = 0; i < 16; i++) {
+      if (i === 4 || i === 6 || i === 8 || i === 10) uuidText[out++] = DASH;
+      let byte = uuidBytes[at + i];
+      if (i === 6)
+        byte = (byte & 0x0f) | 0x40; // version 4
+      else if (i === 8) byte = (byte & 0x3f) | 0x80; // the RFC 9562 variant, 10xx
+      uuidText[out++] = HEX_DIGITS[byte >> 4];
+      uuidText[out++] = HEX_DIGITS[byte & 0x0f];
+    }
+  }
+  uuidPool = uuidText.toString('latin1');
+  uuidAt = 0;
+}
 
 /** A random UUID v4 (RFC 9562), lowercase, as `crypto.randomUUID()` gives. */
 export function randomUuid(): string {
-  const hex = take(32);
-  return (
-    hex.slice(0, 8) +
-    '-' +
-    hex.slice(8, 12) +
-    '-4' +
-    hex.slice(13, 16) +
-    '-' +
-    VARIANT[hex[16]] +
-    hex.slice(17, 20) +
-    '-' +
-    hex.slice(20, 32)
-  );
+  if (uuidAt === uuidPool.length) refillUuids();
+  return uuidPool.slice(uuidAt, (uuidAt += UUID_LENGTH));
 }

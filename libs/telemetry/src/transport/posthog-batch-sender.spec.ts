@@ -122,6 +122,8 @@ async function waitFor(predicate: () => boolean, timeoutMs = 5000): Promise<void
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let server: FakePostHog;
+/** Whether the senders of the test post from their thread (the default) or from the main thread (where no thread can be made). */
+let fromThread = true;
 let senders: PostHogBatchSender[];
 let warn: ReturnType<typeof jest.spyOn>;
 let log: ReturnType<typeof jest.spyOn>;
@@ -139,6 +141,7 @@ function sender(overrides: Partial<BatchSenderOptions> = {}): PostHogBatchSender
     retryCount: 3,
     retryDelayMs: 20,
     compression: true,
+    postThread: fromThread,
     ...overrides,
   });
   senders.push(s);
@@ -161,7 +164,11 @@ afterEach(async () => {
   log.mockRestore();
 });
 
-describe('PostHogBatchSender', () => {
+describe.each([true, false])('PostHogBatchSender (posting from its thread: %s)', (thread) => {
+  beforeEach(() => {
+    fromThread = thread;
+  });
+
   it('delivers events as a gzip { api_key, batch, sent_at } body to /batch/', async () => {
     const s = sender({ flushAt: 3, flushIntervalMs: 60_000 });
     const events = [event(1), event(2), event(3)];
@@ -477,5 +484,23 @@ describe('PostHogBatchSender', () => {
     await s.shutdown(3000);
     expect(new Set(server.uuids(server.requests.map((_, i) => i).slice(1))).size).toBe(3000);
     expect(warn.mock.calls.filter(([m]: unknown[]) => /Shutdown timed out/.test(String(m)))).toHaveLength(0);
+  });
+});
+
+describe('PostHogBatchSender and its sending thread', () => {
+  beforeEach(() => {
+    fromThread = true;
+  });
+
+  it('goes on from the main thread when its sending thread dies, losing nothing', async () => {
+    const s = sender();
+    s.enqueue(event(0));
+    await s.flush();
+    const thread = (s as unknown as { thread: { worker: { terminate(): Promise<number> } } }).thread;
+    await thread.worker.terminate();
+    for (let i = 1; i <= 5; i++) s.enqueue(event(i));
+    await s.flush();
+    await waitFor(() => server.uuids().length === 6);
+    expect(server.uuids()).toEqual(['e0', 'e1', 'e2', 'e3', 'e4', 'e5']);
   });
 });
