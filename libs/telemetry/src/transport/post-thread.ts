@@ -119,8 +119,19 @@ export class PostThread {
 
   static start(options: PostThreadOptions): PostThread | undefined {
     try {
-      // No flags of the app's (an `--import` preload such as an APM's) and no stdin: a bare thread.
-      return new PostThread(new Worker(SCRIPT, { eval: true, workerData: options, execArgv: [], stdin: false, name: 'posthog-sender' }));
+      // No flags of the app's (an `--import` preload such as an APM's) and no stdin: a bare thread. Its heap is
+      // bounded (it holds at most one batch and its request): its memory does not grow with an outage's length.
+      // Past the bound it fails, and the sender posts from the main thread.
+      return new PostThread(
+        new Worker(SCRIPT, {
+          eval: true,
+          workerData: options,
+          execArgv: [],
+          stdin: false,
+          name: 'posthog-sender',
+          resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 },
+        }),
+      );
     } catch {
       return undefined;
     }
