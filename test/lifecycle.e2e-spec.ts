@@ -52,7 +52,10 @@ describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
       expect(res.body).toEqual({ id: 1, name: 'Popcorn' });
     }
     await http.get('/errors/application').expect(500);
-    expect(capture.requests).toBeGreaterThan(0); // the sender did try
+    // The sender did try (its first batch leaves once its sending thread is up).
+    for (const deadline = Date.now() + 5000; capture.requests === 0 && Date.now() < deadline;)
+      await new Promise((done) => setTimeout(done, 10));
+    expect(capture.requests).toBeGreaterThan(0);
     const started = Date.now();
     await app.close();
     // A bound, not a speed goal: close must not wait for PostHog beyond the timeout (plus slack for the app's own close).
