@@ -145,10 +145,11 @@ const KEEP_DUMPS = intFromEnv('BENCH_KEEP_DUMPS', 0, 0, 1) === 1;
  * full GCs, heap growing follows measured GC speed, a background compile or a parallel scavenge ends at a
  * different point of the main thread's work. A full GC or a TurboFan compile is 5 to 15% of a 1000-request
  * window. `--predictable-gc-schedule` fixes the GC schedule (fixed heap growing, 4 MB semi-spaces, no memory
- * reducer), and the default window of 5000 requests spreads what is left over more requests: bare Nest's main
- * thread then repeats within about 1% (3 runs: 261.4k, 264.4k, 264.4k on Node 24). "main" is the event
- * loop thread; "other" is every other thread: V8's GC and compiler threads, libuv's pool (gzip), worker threads
- * such as observe's. `--single-threaded` (BENCH_V8_FLAGS) puts V8's share on the main thread instead.
+ * reducer); with the default warm-up and window and no forced collection (step 2), bare Nest's main thread on
+ * Node 24 repeated within 0.2% (160.0k, 159.7k) and the module's within 0.6%, with one run in five of the module 3%
+ * higher (docs/performance.md, "How far to trust one window"). "main" is the event loop thread; "other" is every
+ * other thread: V8's GC and compiler threads, libuv's pool, worker threads such as the module's sending thread
+ * (gzip) and observe's. `--single-threaded` (BENCH_V8_FLAGS) puts V8's share on the main thread instead.
  */
 const V8_FLAGS = (process.env.BENCH_V8_FLAGS ?? '--predictable-gc-schedule').split(/\s+/).filter(Boolean);
 /** BENCH_MERGE=1: cells of the last run (bench-results/last.json) not measured in this one are kept in its table. */
@@ -618,7 +619,7 @@ async function writeMarkdown(cells: Cell[], commandLine: string, startedAt: Date
       `${os.platform()} ${os.arch()}, with \`${commandLine}\` (${Math.round(wallSeconds / 60)} min): ${settingsLine()}.`,
     '"k instr/req": thousands of instructions per request (main: the event loop thread; other: every other thread: V8 GC and compiler threads, the libuv pool, worker threads); ' +
       '"vs bare": bare\'s instructions ÷ the mode\'s; CPU µs/req and req/s: median [min–max] over the rounds, without valgrind, ' +
-      'on a shared machine (noisy); events: what reached the loopback capture server or collector in the callgrind window.',
+      'on a shared machine (noisy); events: of the requests of the callgrind window, those whose event reached the loopback capture server or collector (the last partial batch after the window).',
     '',
     table,
     '',
