@@ -8,6 +8,12 @@ import { CaptureServer } from './support/capture-server.js';
 import { SentryServer } from './support/sentry-server.js';
 import { ADAPTERS, createTestApp, sendingTo } from './support/test-app.js';
 
+/** Runs an ES module script in a Node process of its own (it imports the built package); its exit code. */
+function exitCodeOf(script: string, env: Record<string, string>): Promise<number | null> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, ...env }, stdio: 'ignore' });
+  return new Promise((done) => child.once('exit', (exitCode) => done(exitCode)));
+}
+
 describe.each(ADAPTERS)('lifecycle over %s', (adapter) => {
   let capture: CaptureServer;
 
@@ -243,11 +249,7 @@ describe('configuration', () => {
       "await NestFactory.createApplicationContext(TelemetryModule.forRoot({ apiKey: 'phc_x', host: process.env.CAPTURE_URL, captureProcessErrors: true }), { logger: false });",
       "setTimeout(() => Promise.reject(new Error('background failure')), 20);",
     ].join('\n');
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, CAPTURE_URL: capture.url },
-      stdio: 'ignore',
-    });
-    const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)));
+    const code = await exitCodeOf(script, { CAPTURE_URL: capture.url });
     expect(code).toBe(1);
     await capture.waitFor((events) => events.some((e) => e.event === '$exception'));
     const [exception] = capture.eventsNamed('$exception');
@@ -267,11 +269,7 @@ describe('configuration', () => {
         // Were the process to live on, it would say so here and exit 0.
         'setTimeout(() => process.exit(0), 15000);',
       ].join('\n');
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-        env: { ...process.env, CAPTURE_URL: capture.url, SENTRY_DSN: sentry.dsn },
-        stdio: 'ignore',
-      });
-      const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)));
+      const code = await exitCodeOf(script, { CAPTURE_URL: capture.url, SENTRY_DSN: sentry.dsn });
       expect(code).toBe(1);
       await capture.waitFor((events) =>
         events.some((e) => e.event === '$exception' && e.properties.$exception_list?.[0]?.value === 'crash with both'),
@@ -294,11 +292,7 @@ describe('configuration', () => {
       // Were anything of the module's to hold it, this would end the process with 3 instead.
       'setTimeout(() => process.exit(3), 15000).unref();',
     ].join('\n');
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      env: { ...process.env, CAPTURE_URL: capture.url },
-      stdio: 'ignore',
-    });
-    const code = await new Promise<number | null>((done) => child.once('exit', (exitCode) => done(exitCode)));
+    const code = await exitCodeOf(script, { CAPTURE_URL: capture.url });
     expect(code).toBe(0);
     expect(capture.eventsNamed('sent_before_idle')).toHaveLength(1);
   }, 30_000);

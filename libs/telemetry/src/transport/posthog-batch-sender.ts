@@ -94,11 +94,14 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   /** Runs a function in the async context the sender was made in, outside any request. */
   private readonly outside = AsyncLocalStorage.snapshot();
   untraced: Untraced = (send) => send();
+  /** What every body starts with: `{"api_key":…,"batch":[`. */
+  private readonly bodyHead: Buffer;
 
   constructor(private readonly options: BatchSenderOptions) {
     // `${host}/batch/`, as posthog-node does: a host with a path (a reverse proxy) keeps it.
     this.url = new URL(options.host.replace(/\/+$/, '') + '/batch/');
     this.transport = this.url.protocol === 'https:' ? https : http;
+    this.bodyHead = Buffer.from(`{"api_key":${JSON.stringify(options.apiKey)},"batch":[`);
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2 });
     this.budget = options.budget ?? new QueueBudget(options.maxQueueBytes);
     this.drops = this.budget.drops;
@@ -296,6 +299,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
       try {
         // Built again for each try: `sent_at` is PostHog's clock-skew reference.
         const body = this.body(batch);
+        // Read now: posting moves the body's memory to the sending thread.
         const bodyBytes = body.length;
         if (this.tooLarge !== undefined && Date.now() > this.tooLarge.until) this.tooLarge = undefined;
         if (this.tooLarge !== undefined && bodyBytes >= this.tooLarge.bytes) return await this.tooLargeFor(batch, bytes, bodyBytes);
@@ -351,7 +355,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
 
   /** The request body's JSON: the events' JSON joined into `{ api_key, batch, sent_at }`. */
   private body(batch: Buffer[]): Buffer {
-    const parts: Buffer[] = [Buffer.from(`{"api_key":${JSON.stringify(this.options.apiKey)},"batch":[`)];
+    const parts: Buffer[] = [this.bodyHead];
     for (let i = 0; i < batch.length; i++) {
       if (i > 0) parts.push(COMMA);
       parts.push(batch[i]);
