@@ -98,6 +98,8 @@ export function isoTimestamp(ms: number): string {
 
 /** `000Z` to `999Z`. */
 const MILLIS = Array.from({ length: 1000 }, (_, milli) => String(milli).padStart(3, '0') + 'Z');
+/** `000Z","uuid":"` to `999Z","uuid":"`: what follows the second in `api_request`'s JSON (events/api-request-json.ts). */
+export const MILLIS_THEN_UUID = MILLIS.map((millis) => millis + '","uuid":"');
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
 

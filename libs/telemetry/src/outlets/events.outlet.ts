@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { apiRequestRecord } from '../events/api-request-record.js';
+import { apiRequestJson } from '../events/api-request-json.js';
 import { apiRequestEvent, type ApiRequestFields, type EventIdentity, type TelemetryEvent } from '../events/telemetry-events.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
 import { EVENT_SINK, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
@@ -33,12 +33,12 @@ export class EventsOutlet {
   }
 
   /**
-   * `api_request`, the event of every request: handed over as its values when the sink writes its JSON where
-   * the batch leaves, and no `beforeSend` needs the event as an object.
+   * `api_request`, the event of every request: written straight to JSON when the sink keeps JSON and no
+   * `beforeSend` needs the event as an object.
    */
   sendApiRequest(identity: EventIdentity, fields: ApiRequestFields): void {
-    if (this.options.beforeSend === undefined && this.sink.enqueueApiRequest !== undefined)
-      this.sink.enqueueApiRequest(apiRequestRecord(identity, fields));
+    if (this.options.beforeSend === undefined && this.sink.enqueueJson !== undefined)
+      this.sink.enqueueJson(apiRequestJson(identity, fields));
     else this.send(apiRequestEvent(identity, fields));
   }
 }

@@ -1,13 +1,12 @@
 import type { Untraced } from '../outlets/sentry-bridge.js';
 import type { TelemetryEvent } from '../events/telemetry-events.js';
-import type { ApiRequestRecord } from '../events/api-request-record.js';
 
 /** Where built events go: PostHog over HTTP, or the log in local mode. */
 export interface EventSink {
   /** Takes an event; never throws, never waits. */
   enqueue(event: TelemetryEvent): void;
-  /** Takes `api_request` as its values, where the sink writes the events' JSON itself (events/api-request-record.ts). */
-  enqueueApiRequest?(record: ApiRequestRecord): void;
+  /** Takes an event as the JSON `JSON.stringify` gives of it, where the sink keeps events serialised. */
+  enqueueJson?(json: string): void;
   /** Delivers what is queued now. */
   flush(): Promise<void>;
   /** Delivers what is queued, for at most `timeoutMs`, then stops taking events. */

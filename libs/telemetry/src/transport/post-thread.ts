@@ -1,6 +1,4 @@
 import { Worker } from 'node:worker_threads';
-import { renderApiRequest } from '../events/api-request-record.js';
-import { batchJson, type BatchBody } from './batch-body.js';
 
 /** What the sender hands the thread for one request to PostHog. */
 export interface PostThreadOptions {
@@ -11,16 +9,13 @@ export interface PostThreadOptions {
 }
 
 /**
- * The thread's script (CommonJS, evaluated: nothing of the module's to resolve in the thread; the two
- * functions that write a batch's JSON are the main thread's own, as text). It answers each
- * `{ id, body, gzip }` (a `BatchBody`) with `{ id, status }` or `{ id, error }`; `abort` ends the exchanges in flight.
+ * The thread's script (CommonJS, evaluated: nothing of the module's to resolve in the thread). It answers
+ * each `{ id, body, gzip }` with `{ id, status }` or `{ id, error }`; `abort` ends the exchanges in flight.
  * Its own keep-alive agent and one deflate stream kept for its life, reset after each body (zlib's state is
  * allocated once, not per batch).
  */
 const SCRIPT = `
 const { parentPort, workerData } = require('node:worker_threads');
-${renderApiRequest.toString()}
-${batchJson.toString()}
 const zlib = require('node:zlib');
 const url = new URL(workerData.url);
 const transport = require(url.protocol === 'https:' ? 'node:https' : 'node:http');
@@ -84,13 +79,7 @@ parentPort.on('message', (message) => {
     parentPort.close();
     return;
   }
-  let json;
-  try {
-    json = Buffer.from(batchJson(message.body));
-  } catch (error) {
-    parentPort.postMessage({ id: message.id, error: error instanceof Error ? error.message : String(error) });
-    return;
-  }
+  const json = Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength);
   (message.gzip ? gzip(json) : Promise.resolve(json))
     .then((body) => post(body, message.gzip))
     .then(
@@ -153,14 +142,16 @@ export class PostThread {
     return this.dead === undefined;
   }
 
-  /** Posts the batch's JSON (gzipped when `gzip`): PostHog's status, or the failure of the exchange. */
-  post(body: BatchBody, gzip: boolean): Promise<number> {
+  /** Posts `json` (gzipped when `gzip`): PostHog's status, or the failure of the exchange. `json` is handed over. */
+  post(json: Buffer, gzip: boolean): Promise<number> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.nextId++;
     return new Promise<number>((resolve, reject) => {
       if (this.waiting.size === 0) this.worker.ref();
       this.waiting.set(id, { resolve, reject });
-      this.worker.postMessage({ id, body, gzip });
+      // A buffer with its memory to itself moves to the thread; a slice of Node's shared pool is copied.
+      const own = json.byteOffset === 0 && json.byteLength === json.buffer.byteLength && json.buffer instanceof ArrayBuffer;
+      this.worker.postMessage({ id, body: json, gzip }, own ? [json.buffer as ArrayBuffer] : []);
     });
   }
 

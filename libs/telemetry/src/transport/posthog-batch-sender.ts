@@ -9,8 +9,6 @@ import { PostThread } from './post-thread.js';
 import { QueueBudget, type BudgetAccount } from './queue-budget.js';
 import type { Untraced } from '../outlets/sentry-bridge.js';
 import type { TelemetryEvent } from '../events/telemetry-events.js';
-import { recordBytes, uuidSeed, type ApiRequestRecord, type UuidSeed } from '../events/api-request-record.js';
-import { batchJson } from './batch-body.js';
 import type { SenderSettings } from '../telemetry.options.js';
 import { LIB_NAME, LIB_VERSION } from '../version.js';
 
@@ -35,16 +33,13 @@ export const MAX_BATCH_BYTES = 2 ** 20;
 /** How long a 413 teaches the sender that bodies of that size are refused (after which it tries them again). */
 const TOO_LARGE_MEMORY_MS = 10 * 60_000;
 
-/** A queued event: its JSON, or an `api_request`'s values (its JSON is written as its batch leaves). */
-type Queued = string | ApiRequestRecord;
-
 /**
  * The one place that sends. Events wait in a bounded in-memory queue and leave
  * in gzip batches (at most `MAX_BATCH_BYTES` of JSON) to PostHog's `/batch/`
- * endpoint, off the request path: a request pays for an array of its
- * `api_request`'s values (other events: their JSON) and a push. Each batch's
- * JSON is written, gzipped and posted over a keep-alive agent by a thread of
- * its own (`PostThread`), or from the main thread where no thread can be made. One batch is in flight at a time;
+ * endpoint, off the request path: a request pays for serialising its events to
+ * UTF-8 bytes (once: the batch is their bytes joined) and an array push. The
+ * batches are gzipped and posted over a keep-alive agent by a thread of their
+ * own (`PostThread`), or from the main thread where no thread can be made. One batch is in flight at a time;
  * see `deliver` for what happens when PostHog fails. posthog-node's
  * `$exception`s are queued here too (`SharedPostHog.routeExceptionsTo`).
  *
@@ -65,13 +60,13 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   private readonly url: URL;
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
-  /** Queued events, oldest first, and what each weighs in bytes of JSON (`sizes`, the same order). */
-  private queue: Queued[] = [];
-  private sizes: number[] = [];
+  /**
+   * Queued events as UTF-8 bytes, oldest first. Bytes rather than strings: an event's JSON is written by
+   * concatenation (a tree of string pieces) and would wait, and survive the young generation's collections,
+   * until its batch leaves; as bytes it is copied once, off the JS heap, and the strings die young.
+   */
+  private queue: Buffer[] = [];
   private bytes = 0;
-  /** The next `api_request`'s number: with `seed`, its uuid, the same on every try of its batch. */
-  private sequence = 0;
-  private readonly seed: UuidSeed = uuidSeed();
   private inFlightBytes = 0;
   private timer?: NodeJS.Timeout;
   private sending?: Promise<void>;
@@ -100,13 +95,13 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   private readonly outside = AsyncLocalStorage.snapshot();
   untraced: Untraced = (send) => send();
   /** What every body starts with: `{"api_key":…,"batch":[`. */
-  private readonly bodyHead: string;
+  private readonly bodyHead: Buffer;
 
   constructor(private readonly options: BatchSenderOptions) {
     // `${host}/batch/`, as posthog-node does: a host with a path (a reverse proxy) keeps it.
     this.url = new URL(options.host.replace(/\/+$/, '') + '/batch/');
     this.transport = this.url.protocol === 'https:' ? https : http;
-    this.bodyHead = `{"api_key":${JSON.stringify(options.apiKey)},"batch":[`;
+    this.bodyHead = Buffer.from(`{"api_key":${JSON.stringify(options.apiKey)},"batch":[`);
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2 });
     this.budget = options.budget ?? new QueueBudget(options.maxQueueBytes);
     this.drops = this.budget.drops;
@@ -139,29 +134,24 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
       this.drops.drop('unserialisable', 1, 'the event could not be serialised');
       return false;
     }
-    return this.push(json, Buffer.byteLength(json));
+    return this.enqueueJson(json);
   }
 
-  /** Queues `api_request` as its values (events/api-request-record.ts); false when it was dropped at once. */
-  enqueueApiRequest(record: ApiRequestRecord): boolean {
+  /** Queues an event already serialised (events/api-request-json.ts); false when it was dropped at once. */
+  enqueueJson(json: string): boolean {
     if (this.closed) {
       this.drops.drop('closed', 1, 'the sender is shut down');
       return false;
     }
-    record[16] = this.sequence++;
-    return this.push(record, recordBytes(record));
-  }
-
-  private push(event: Queued, size: number): boolean {
-    if (this.budget.tooLarge(size)) {
-      this.drops.drop('over-budget', 1, `an event of ${size} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`);
+    const bytes = Buffer.from(json);
+    if (this.budget.tooLarge(bytes.length)) {
+      this.drops.drop('over-budget', 1, `an event of ${bytes.length} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`);
       return false;
     }
     if (this.queue.length >= this.options.maxQueueSize) this.evictOldest();
-    this.budget.makeRoom(size);
-    this.queue.push(event);
-    this.sizes.push(size);
-    this.bytes += size;
+    this.budget.makeRoom(bytes.length);
+    this.queue.push(bytes);
+    this.bytes += bytes.length;
     this.budget.noteUsage();
     this.schedule();
     return true;
@@ -182,15 +172,15 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
 
   /** Drops the oldest queued event (the newest are the most useful after an outage). */
   evictOldest(): number {
-    if (this.queue.shift() === undefined) return 0;
-    const size = this.sizes.shift() ?? 0;
-    this.bytes -= size;
+    const oldest = this.queue.shift();
+    if (oldest === undefined) return 0;
+    this.bytes -= oldest.length;
     this.drops.drop(
       'queue-full',
       1,
       `the queue is full (maxQueueSize ${this.options.maxQueueSize}, maxQueueBytes ${this.budget.maxBytes} shared with posthog-node)`,
     );
-    return size;
+    return oldest.length;
   }
 
   /** Sends now when a batch is full, else within the flush interval. */
@@ -235,7 +225,6 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
     if (outcome === 'timeout') {
       const lost = this.queue.length + this.inFlight;
       this.queue = [];
-      this.sizes = [];
       this.bytes = 0;
       this.abort.abort();
       this.thread?.abort();
@@ -273,12 +262,11 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
       const { count, bytes } = this.nextBatch();
       if (count === length) this.flushWanted = false; // this batch takes everything asked for
       const batch = this.queue.splice(0, count);
-      const sizes = this.sizes.splice(0, count);
       this.bytes -= bytes;
       this.inFlight = batch.length;
       this.inFlightBytes = bytes;
       try {
-        await this.deliver(batch, sizes, bytes);
+        await this.deliver(batch, bytes);
       } finally {
         this.inFlight = 0;
         this.inFlightBytes = 0;
@@ -289,9 +277,9 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   /** How many of the oldest events the next batch takes (`maxBatchSize`, `MAX_BATCH_BYTES`), and their bytes. */
   private nextBatch(): { count: number; bytes: number } {
     const limit = Math.min(this.queue.length, this.options.maxBatchSize);
-    let bytes = this.sizes[0] ?? 0;
+    let bytes = this.queue[0]?.length ?? 0;
     let count = limit === 0 ? 0 : 1;
-    while (count < limit && bytes + this.sizes[count] <= MAX_BATCH_BYTES) bytes += this.sizes[count++];
+    while (count < limit && bytes + this.queue[count].length <= MAX_BATCH_BYTES) bytes += this.queue[count++].length;
     return { count, bytes };
   }
 
@@ -305,13 +293,17 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
    * split without asking again and events as large dropped without a request.
    * Only shutdown's deadline ends the retries.
    */
-  private async deliver(batch: Queued[], sizes: number[], bytes: number): Promise<void> {
+  private async deliver(batch: Buffer[], bytes: number): Promise<void> {
     for (let attempt = 0; !this.abort.signal.aborted; attempt++) {
       let failure: string;
       try {
+        // Built again for each try: `sent_at` is PostHog's clock-skew reference.
+        const body = this.body(batch);
+        // Read now: posting moves the body's memory to the sending thread.
+        const bodyBytes = body.length;
         if (this.tooLarge !== undefined && Date.now() > this.tooLarge.until) this.tooLarge = undefined;
-        if (this.tooLarge !== undefined && bytes >= this.tooLarge.bytes) return await this.tooLargeFor(batch, sizes, bytes);
-        const status = await this.post(batch);
+        if (this.tooLarge !== undefined && bodyBytes >= this.tooLarge.bytes) return await this.tooLargeFor(batch, bytes, bodyBytes);
+        const status = await this.post(body);
         if (status >= 200 && status < 300) {
           if (this.unreachableSince !== undefined) {
             this.logger.log(
@@ -322,8 +314,8 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
           return;
         }
         if (status === 413) {
-          this.tooLarge = { bytes: Math.min(bytes, this.tooLarge?.bytes ?? Infinity), until: Date.now() + TOO_LARGE_MEMORY_MS };
-          return await this.tooLargeFor(batch, sizes, bytes);
+          this.tooLarge = { bytes: Math.min(bodyBytes, this.tooLarge?.bytes ?? Infinity), until: Date.now() + TOO_LARGE_MEMORY_MS };
+          return await this.tooLargeFor(batch, bytes, bodyBytes);
         }
         if (status !== 408 && status !== 429 && status < 500) {
           this.drops.drop(`refused-${status}`, batch.length, `PostHog refused them with ${status} (check the API key and host)`);
@@ -345,37 +337,45 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   }
 
   /**
-   * PostHog refused a body of `bytes` of JSON (now or, for one as large, before) with 413: the batch's halves
-   * go on separately, and a single event is dropped, as PostHog will never take it.
+   * PostHog refused a body of `bodyBytes` (now or, for one as large, before) with 413: the batch's halves go
+   * on separately, and a single event is dropped, as PostHog will never take it.
    */
-  private async tooLargeFor(batch: Queued[], sizes: number[], bytes: number): Promise<void> {
+  private async tooLargeFor(batch: Buffer[], bytes: number, bodyBytes: number): Promise<void> {
     if (batch.length === 1) {
-      this.drops.drop('too-large', 1, `PostHog answered 413 (Content Too Large) to a single event (a body of ${bytes} bytes or more)`);
+      this.drops.drop('too-large', 1, `PostHog answered 413 (Content Too Large) to a single event (a body of ${bodyBytes} bytes or more)`);
       return;
     }
     const half = Math.ceil(batch.length / 2);
-    const firstSizes = sizes.slice(0, half);
-    const firstBytes = firstSizes.reduce((sum, size) => sum + size, 0);
-    await this.deliver(batch.slice(0, half), firstSizes, firstBytes);
-    await this.deliver(batch.slice(half), sizes.slice(half), bytes - firstBytes);
+    const first = batch.slice(0, half);
+    const second = batch.slice(half);
+    const firstBytes = sizeOf(first);
+    await this.deliver(first, firstBytes);
+    await this.deliver(second, bytes - firstBytes);
+  }
+
+  /** The request body's JSON: the events' JSON joined into `{ api_key, batch, sent_at }`. */
+  private body(batch: Buffer[]): Buffer {
+    const parts: Buffer[] = [this.bodyHead];
+    for (let i = 0; i < batch.length; i++) {
+      if (i > 0) parts.push(COMMA);
+      parts.push(batch[i]);
+    }
+    parts.push(Buffer.from(`],"sent_at":"${new Date().toISOString()}"}`));
+    return Buffer.concat(parts);
   }
 
   /**
-   * Posts a batch (gzipped unless compression is off; at the fastest level: on a batch of 100 events 1.5 %
-   * larger than the default level, for 18 % less CPU): its JSON written, gzipped and posted by the sending
-   * thread, or all of it here without one. The body is made again for each try: `sent_at` is PostHog's
-   * clock-skew reference.
+   * Posts `json` (gzipped unless compression is off; at the fastest level: on a batch of 100 events 1.5 %
+   * larger than the default level, for 18 % less CPU): from the sending thread, or from here without one.
    */
-  private async post(batch: Queued[]): Promise<number> {
+  private async post(json: Buffer): Promise<number> {
     const compression = this.options.compression;
     if (this.thread === undefined)
       this.thread =
         this.options.postThread === false
           ? null
           : (PostThread.start({ url: this.url.href, timeoutMs: this.options.requestTimeoutMs, userAgent: USER_AGENT }) ?? null);
-    const tail = `],"sent_at":"${new Date().toISOString()}"}`;
-    if (this.thread?.alive) return this.thread.post({ head: this.bodyHead, events: batch, tail, seed: this.seed }, compression);
-    const json = Buffer.from(batchJson({ head: this.bodyHead, events: batch, tail, seed: this.seed }));
+    if (this.thread?.alive) return this.thread.post(json, compression);
     return this.postHere(compression ? await this.gzip.compress(json) : json);
   }
 
@@ -448,4 +448,11 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   }
 }
 
+const COMMA = Buffer.from(',');
 const USER_AGENT = `${LIB_NAME}/${LIB_VERSION}`;
+
+function sizeOf(batch: Buffer[]): number {
+  let bytes = 0;
+  for (const json of batch) bytes += json.length;
+  return bytes;
+}
