@@ -26,7 +26,8 @@ const ALL_ZEROS = { 8: '0'.repeat(16), 16: '0'.repeat(32) };
 export function randomHex(bytes: 8 | 16): string {
   for (let i = 0; i < 4; i++) {
     const hex = take(bytes * 2);
-    if (hex !== ALL_ZEROS[bytes]) return hex;
+    // All zeros is invalid (one chance in 2^64 or less): compared only when the first digit is a zero.
+    if (hex.charCodeAt(0) !== 0x30 || hex !== ALL_ZEROS[bytes]) return hex;
   }
   return '1'.padStart(bytes * 2, '0');
 }
