@@ -36,8 +36,8 @@ const TOO_LARGE_MEMORY_MS = 10 * 60_000;
 /**
  * The one place that sends. Events wait in a bounded in-memory queue and leave
  * in gzip batches (at most `MAX_BATCH_BYTES` of JSON) to PostHog's `/batch/`
- * endpoint, off the request path: a request pays for serialising its events to
- * UTF-8 bytes (once: the batch is their bytes joined) and an array push. The
+ * endpoint, off the request path: a request pays for serialising its events
+ * (one string each, counted in UTF-8 bytes) and an array push. The
  * batches are gzipped and posted over a keep-alive agent by a thread of their
  * own (`PostThread`), or from the main thread where no thread can be made. One batch is in flight at a time;
  * see `deliver` for what happens when PostHog fails. posthog-node's
@@ -61,11 +61,13 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   private readonly agent: http.Agent;
   private readonly transport: typeof http | typeof https;
   /**
-   * Queued events as UTF-8 bytes, oldest first. Bytes rather than strings: an event's JSON is written by
-   * concatenation (a tree of string pieces) and would wait, and survive the young generation's collections,
-   * until its batch leaves; as bytes it is copied once, off the JS heap, and the strings die young.
+   * Queued events' JSON, oldest first, and their sizes in UTF-8 bytes (`sizes`, the same order). An event's
+   * JSON is written by concatenation, a tree of string pieces; counting its bytes flattens it in place into
+   * one string, so the pieces die young and what waits for the batch is one object. The batch body is their
+   * text joined, converted to UTF-8 once.
    */
-  private queue: Buffer[] = [];
+  private queue: string[] = [];
+  private sizes: number[] = [];
   private bytes = 0;
   private inFlightBytes = 0;
   private timer?: NodeJS.Timeout;
@@ -95,13 +97,13 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   private readonly outside = AsyncLocalStorage.snapshot();
   untraced: Untraced = (send) => send();
   /** What every body starts with: `{"api_key":…,"batch":[`. */
-  private readonly bodyHead: Buffer;
+  private readonly bodyHead: string;
 
   constructor(private readonly options: BatchSenderOptions) {
     // `${host}/batch/`, as posthog-node does: a host with a path (a reverse proxy) keeps it.
     this.url = new URL(options.host.replace(/\/+$/, '') + '/batch/');
     this.transport = this.url.protocol === 'https:' ? https : http;
-    this.bodyHead = Buffer.from(`{"api_key":${JSON.stringify(options.apiKey)},"batch":[`);
+    this.bodyHead = `{"api_key":${JSON.stringify(options.apiKey)},"batch":[`;
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: 2 });
     this.budget = options.budget ?? new QueueBudget(options.maxQueueBytes);
     this.drops = this.budget.drops;
@@ -143,15 +145,16 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
       this.drops.drop('closed', 1, 'the sender is shut down');
       return false;
     }
-    const bytes = Buffer.from(json);
-    if (this.budget.tooLarge(bytes.length)) {
-      this.drops.drop('over-budget', 1, `an event of ${bytes.length} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`);
+    const size = Buffer.byteLength(json);
+    if (this.budget.tooLarge(size)) {
+      this.drops.drop('over-budget', 1, `an event of ${size} bytes is larger than maxQueueBytes (${this.budget.maxBytes})`);
       return false;
     }
     if (this.queue.length >= this.options.maxQueueSize) this.evictOldest();
-    this.budget.makeRoom(bytes.length);
-    this.queue.push(bytes);
-    this.bytes += bytes.length;
+    this.budget.makeRoom(size);
+    this.queue.push(json);
+    this.sizes.push(size);
+    this.bytes += size;
     this.budget.noteUsage();
     this.schedule();
     return true;
@@ -172,15 +175,15 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
 
   /** Drops the oldest queued event (the newest are the most useful after an outage). */
   evictOldest(): number {
-    const oldest = this.queue.shift();
-    if (oldest === undefined) return 0;
-    this.bytes -= oldest.length;
+    if (this.queue.shift() === undefined) return 0;
+    const size = this.sizes.shift() ?? 0;
+    this.bytes -= size;
     this.drops.drop(
       'queue-full',
       1,
       `the queue is full (maxQueueSize ${this.options.maxQueueSize}, maxQueueBytes ${this.budget.maxBytes} shared with posthog-node)`,
     );
-    return oldest.length;
+    return size;
   }
 
   /** Sends now when a batch is full, else within the flush interval. */
@@ -225,6 +228,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
     if (outcome === 'timeout') {
       const lost = this.queue.length + this.inFlight;
       this.queue = [];
+      this.sizes = [];
       this.bytes = 0;
       this.abort.abort();
       this.thread?.abort();
@@ -262,11 +266,12 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
       const { count, bytes } = this.nextBatch();
       if (count === length) this.flushWanted = false; // this batch takes everything asked for
       const batch = this.queue.splice(0, count);
+      const sizes = this.sizes.splice(0, count);
       this.bytes -= bytes;
       this.inFlight = batch.length;
       this.inFlightBytes = bytes;
       try {
-        await this.deliver(batch, bytes);
+        await this.deliver(batch, sizes, bytes);
       } finally {
         this.inFlight = 0;
         this.inFlightBytes = 0;
@@ -277,9 +282,9 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   /** How many of the oldest events the next batch takes (`maxBatchSize`, `MAX_BATCH_BYTES`), and their bytes. */
   private nextBatch(): { count: number; bytes: number } {
     const limit = Math.min(this.queue.length, this.options.maxBatchSize);
-    let bytes = this.queue[0]?.length ?? 0;
+    let bytes = this.sizes[0] ?? 0;
     let count = limit === 0 ? 0 : 1;
-    while (count < limit && bytes + this.queue[count].length <= MAX_BATCH_BYTES) bytes += this.queue[count++].length;
+    while (count < limit && bytes + this.sizes[count] <= MAX_BATCH_BYTES) bytes += this.sizes[count++];
     return { count, bytes };
   }
 
@@ -293,7 +298,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
    * split without asking again and events as large dropped without a request.
    * Only shutdown's deadline ends the retries.
    */
-  private async deliver(batch: Buffer[], bytes: number): Promise<void> {
+  private async deliver(batch: string[], sizes: number[], bytes: number): Promise<void> {
     for (let attempt = 0; !this.abort.signal.aborted; attempt++) {
       let failure: string;
       try {
@@ -302,7 +307,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
         // Read now: posting moves the body's memory to the sending thread.
         const bodyBytes = body.length;
         if (this.tooLarge !== undefined && Date.now() > this.tooLarge.until) this.tooLarge = undefined;
-        if (this.tooLarge !== undefined && bodyBytes >= this.tooLarge.bytes) return await this.tooLargeFor(batch, bytes, bodyBytes);
+        if (this.tooLarge !== undefined && bodyBytes >= this.tooLarge.bytes) return await this.tooLargeFor(batch, sizes, bytes, bodyBytes);
         const status = await this.post(body);
         if (status >= 200 && status < 300) {
           if (this.unreachableSince !== undefined) {
@@ -315,7 +320,7 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
         }
         if (status === 413) {
           this.tooLarge = { bytes: Math.min(bodyBytes, this.tooLarge?.bytes ?? Infinity), until: Date.now() + TOO_LARGE_MEMORY_MS };
-          return await this.tooLargeFor(batch, bytes, bodyBytes);
+          return await this.tooLargeFor(batch, sizes, bytes, bodyBytes);
         }
         if (status !== 408 && status !== 429 && status < 500) {
           this.drops.drop(`refused-${status}`, batch.length, `PostHog refused them with ${status} (check the API key and host)`);
@@ -340,28 +345,21 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
    * PostHog refused a body of `bodyBytes` (now or, for one as large, before) with 413: the batch's halves go
    * on separately, and a single event is dropped, as PostHog will never take it.
    */
-  private async tooLargeFor(batch: Buffer[], bytes: number, bodyBytes: number): Promise<void> {
+  private async tooLargeFor(batch: string[], sizes: number[], bytes: number, bodyBytes: number): Promise<void> {
     if (batch.length === 1) {
       this.drops.drop('too-large', 1, `PostHog answered 413 (Content Too Large) to a single event (a body of ${bodyBytes} bytes or more)`);
       return;
     }
     const half = Math.ceil(batch.length / 2);
-    const first = batch.slice(0, half);
-    const second = batch.slice(half);
-    const firstBytes = sizeOf(first);
-    await this.deliver(first, firstBytes);
-    await this.deliver(second, bytes - firstBytes);
+    const firstSizes = sizes.slice(0, half);
+    const firstBytes = firstSizes.reduce((sum, size) => sum + size, 0);
+    await this.deliver(batch.slice(0, half), firstSizes, firstBytes);
+    await this.deliver(batch.slice(half), sizes.slice(half), bytes - firstBytes);
   }
 
-  /** The request body's JSON: the events' JSON joined into `{ api_key, batch, sent_at }`. */
-  private body(batch: Buffer[]): Buffer {
-    const parts: Buffer[] = [this.bodyHead];
-    for (let i = 0; i < batch.length; i++) {
-      if (i > 0) parts.push(COMMA);
-      parts.push(batch[i]);
-    }
-    parts.push(Buffer.from(`],"sent_at":"${new Date().toISOString()}"}`));
-    return Buffer.concat(parts);
+  /** The request body's JSON: the events' JSON joined into `{ api_key, batch, sent_at }`, as UTF-8 (one conversion). */
+  private body(batch: string[]): Buffer {
+    return Buffer.from(`${this.bodyHead}${batch.join(',')}],"sent_at":"${new Date().toISOString()}"}`);
   }
 
   /**
@@ -448,11 +446,4 @@ export class PostHogBatchSender implements EventSink, BudgetAccount {
   }
 }
 
-const COMMA = Buffer.from(',');
 const USER_AGENT = `${LIB_NAME}/${LIB_VERSION}`;
-
-function sizeOf(batch: Buffer[]): number {
-  let bytes = 0;
-  for (const json of batch) bytes += json.length;
-  return bytes;
-}
