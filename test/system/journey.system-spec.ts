@@ -380,6 +380,33 @@ describe('npm start: the demo page, the explorer, and one journey across both', 
     await explorer.evaluate(() => document.getSelection()!.removeAllRanges());
     await explorer.waitForFunction((old) => document.querySelector('#summary')!.textContent !== old, summary);
 
+    // A reload already on its way when the text is selected waits too: its answer is held back until the
+    // selection is gone. The summary's answer is kept in flight until the text is selected.
+    let release!: () => void;
+    const inFlight = new Promise<void>((resolve) => (release = resolve));
+    await explorer.route('**/api/summary*', async (route) => {
+      await inFlight;
+      await route.continue();
+    });
+    const shown = (await explorer.textContent('#summary'))!;
+    const asked = explorer.waitForRequest((request) => request.url().includes('/api/summary'));
+    await fetch(`${demoUrl}/demo/traffic`, { method: 'POST' }).then((r) => expect(r.status).toBe(202));
+    await asked;
+    await explorer.evaluate(() => {
+      const range = document.createRange();
+      range.selectNodeContents(document.querySelector('#requests-table tbody tr:first-child a[data-kind=request_id]')!);
+      document.getSelection()!.removeAllRanges();
+      document.getSelection()!.addRange(range);
+    });
+    const answered = explorer.waitForResponse((response) => response.url().includes('/api/summary'));
+    release();
+    await answered;
+    await explorer.waitForTimeout(1000);
+    expect(await explorer.textContent('#summary')).toBe(shown);
+    await explorer.unroute('**/api/summary*');
+    await explorer.evaluate(() => document.getSelection()!.removeAllRanges());
+    await explorer.waitForFunction((old) => document.querySelector('#summary')!.textContent !== old, shown);
+
     // An invalid filter: the API's reason is shown where the user looks, the input keeps what was typed.
     const status = explorer.locator('#filters input[name=status]');
     await status.fill('abc');

@@ -43,6 +43,11 @@ function useRoute() {
 
 /** A selection of text on the page: live reloads wait until it is gone, so copying is never a race. */
 const hasSelection = () => (document.getSelection()?.toString() ?? '') !== '';
+/**
+ * A live reload that was already on its way when text was selected came back meanwhile: its answer is dropped,
+ * and the page reloads once the selection is gone (`useLive`).
+ */
+let heldBack = false;
 
 function useLive() {
   const [tick, setTick] = useState(0);
@@ -61,8 +66,9 @@ function useLive() {
     source.onopen = () => setState('live');
     source.onerror = () => setState('reconnecting');
     const onSelection = () => {
-      if (pending.current && !hasSelection() && !pausedRef.current) {
+      if ((pending.current || heldBack) && !hasSelection() && !pausedRef.current) {
         pending.current = false;
+        heldBack = false;
         setTick((t) => t + 1);
       }
     };
@@ -107,7 +113,12 @@ function useApi(path, params, tick) {
     last.current = target;
     if (fresh) setState(() => ({ data: undefined, error: null, loading: true }));
     api(path, new URLSearchParams(query))
-      .then((data) => !cancelled && setState({ data, error: null, loading: false }))
+      .then((data) => {
+        if (cancelled) return;
+        // A live reload answered while text is selected (it left before the selection was made).
+        if (!fresh && hasSelection()) heldBack = true;
+        else setState({ data, error: null, loading: false });
+      })
       .catch((error) => !cancelled && setState((s) => ({ data: fresh ? undefined : s.data, error: error.message, loading: false })));
     return () => {
       cancelled = true;
