@@ -80,8 +80,9 @@ function useLive() {
   }, []);
   const toggle = useCallback(() => {
     setPaused((p) => {
-      if (p && pending.current) {
+      if (p && (pending.current || heldBack)) {
         pending.current = false;
+        heldBack = false;
         setTick((t) => t + 1);
       }
       return !p;
