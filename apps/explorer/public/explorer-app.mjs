@@ -44,21 +44,21 @@ function useRoute() {
 /** A selection of text on the page: live reloads wait until it is gone, so copying is never a race. */
 const hasSelection = () => (document.getSelection()?.toString() ?? '') !== '';
 /**
- * A live reload that was already on its way when text was selected came back meanwhile: its answer is dropped,
- * and the page reloads once the selection is gone (`useLive`).
+ * A reload is owed: new events arrived while live updates waited (paused, or text selected), or a reload
+ * already on its way when text was selected came back meanwhile and its answer was dropped (`useApi`).
+ * The page reloads once it may (`useLive`).
  */
-let heldBack = false;
+let reloadOwed = false;
 
 function useLive() {
   const [tick, setTick] = useState(0);
   const [state, setState] = useState('connecting');
   const [paused, setPaused] = useState(false);
-  const pending = useRef(false);
   const pausedRef = useRef(false);
   pausedRef.current = paused;
   useEffect(() => {
     const fire = () => {
-      if (pausedRef.current || hasSelection()) pending.current = true;
+      if (pausedRef.current || hasSelection()) reloadOwed = true;
       else setTick((t) => t + 1);
     };
     const source = new EventSource('/api/live');
@@ -66,9 +66,8 @@ function useLive() {
     source.onopen = () => setState('live');
     source.onerror = () => setState('reconnecting');
     const onSelection = () => {
-      if ((pending.current || heldBack) && !hasSelection() && !pausedRef.current) {
-        pending.current = false;
-        heldBack = false;
+      if (reloadOwed && !hasSelection() && !pausedRef.current) {
+        reloadOwed = false;
         setTick((t) => t + 1);
       }
     };
@@ -80,9 +79,8 @@ function useLive() {
   }, []);
   const toggle = useCallback(() => {
     setPaused((p) => {
-      if (p && (pending.current || heldBack)) {
-        pending.current = false;
-        heldBack = false;
+      if (p && reloadOwed) {
+        reloadOwed = false;
         setTick((t) => t + 1);
       }
       return !p;
@@ -117,7 +115,7 @@ function useApi(path, params, tick) {
       .then((data) => {
         if (cancelled) return;
         // A live reload answered while text is selected (it left before the selection was made).
-        if (!fresh && hasSelection()) heldBack = true;
+        if (!fresh && hasSelection()) reloadOwed = true;
         else setState({ data, error: null, loading: false });
       })
       .catch((error) => !cancelled && setState((s) => ({ data: fresh ? undefined : s.data, error: error.message, loading: false })));
