@@ -35,31 +35,32 @@ export function randomHex(bytes: 8 | 16): string {
 /** UUIDs made per refill of their pool (`randomUuid`). */
 const UUIDS_PER_POOL = 128;
 const UUID_LENGTH = 36;
-const uuidBytes = Buffer.alloc(UUIDS_PER_POOL * 16);
+/** 18 random bytes per UUID: their 36 hex digits are its text, of which six are then set (dashes, version, variant). */
+const uuidBytes = Buffer.alloc(UUIDS_PER_POOL * 18);
 const uuidText = Buffer.alloc(UUIDS_PER_POOL * UUID_LENGTH);
-const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
+/** The RFC 9562 variant digit (`10xx`), by two random bits. */
+const VARIANT_DIGITS = [0x38, 0x39, 0x61, 0x62];
 const DASH = 0x2d;
 let uuidPool = '';
 let uuidAt = 0;
 
 /**
- * Fills the pool of UUID texts: one CSPRNG call, then each UUID written byte by byte into one buffer and
- * read out as one string. A UUID is then one slice of it, where building its text from hex digits and
- * dashes took fifteen string operations (and its event's JSON then had those pieces to join again).
+ * Fills the pool of UUID texts: one CSPRNG call and one conversion to hex, natively, then six bytes set
+ * per UUID, and the whole read out as one string. A UUID is then one slice of it. (Writing each UUID's
+ * 36 digits from its bytes in a JavaScript loop cost several times more.) The digit at 18 becomes a
+ * dash: its four random bits, unused anywhere else, give the variant digit's two free bits, so each UUID
+ * keeps 122 random bits, as version 4 has.
  */
 function refillUuids(): void {
   randomFillSync(uuidBytes);
-  let out = 0;
-  for (let at = 0; at < uuidBytes.length; at += 16) {
-    for (let i = 0; i < 16; i++) {
-      if (i === 4 || i === 6 || i === 8 || i === 10) uuidText[out++] = DASH;
-      let byte = uuidBytes[at + i];
-      if (i === 6)
-        byte = (byte & 0x0f) | 0x40; // version 4
-      else if (i === 8) byte = (byte & 0x3f) | 0x80; // the RFC 9562 variant, 10xx
-      uuidText[out++] = HEX_DIGITS[byte >> 4];
-      uuidText[out++] = HEX_DIGITS[byte & 0x0f];
-    }
+  uuidText.write(uuidBytes.toString('hex'), 0, 'latin1');
+  for (let at = 0, byte9 = 9; at < uuidText.length; at += UUID_LENGTH, byte9 += 18) {
+    uuidText[at + 8] = DASH;
+    uuidText[at + 13] = DASH;
+    uuidText[at + 14] = 0x34; // version 4
+    uuidText[at + 18] = DASH;
+    uuidText[at + 19] = VARIANT_DIGITS[(uuidBytes[byte9] >> 4) & 3];
+    uuidText[at + 23] = DASH;
   }
   uuidPool = uuidText.toString('latin1');
   uuidAt = 0;
