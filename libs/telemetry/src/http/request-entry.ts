@@ -14,6 +14,7 @@ import { resolveRequestId } from '../request/request-id.js';
 import { frontendDistinctId } from '../request/frontend-identity.js';
 import { tracingId } from '../request/tracing-id.js';
 import type { Operation } from '../request/operation.js';
+import { responseHeader, type ResponseHeader } from './response-header.js';
 import { pathOf } from './route-template.js';
 import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import { pathMatcher, type PathMatcher, type ResolvedTelemetryOptions } from '../telemetry.options.js';
@@ -55,14 +56,14 @@ function keepingRequestId(writeHead: ServerResponse['writeHead']): ServerRespons
   /* eslint-disable prefer-rest-params */
   return function writeHead$(this: ServerResponse) {
     const operation = (this.req as (IncomingMessage & { [OPERATION]?: Operation }) | undefined)?.[OPERATION];
-    const name = operation?.idHeader;
-    if (operation === undefined || name === undefined || this.headersSent)
+    const header = operation?.idHeader;
+    if (operation === undefined || header === undefined || this.headersSent)
       return writeHead.apply(this, arguments as unknown as Parameters<typeof writeHead>);
     const id = operation.requestId;
     if (arguments.length === 1) {
       // `res.end()`'s own call (Express): the status only.
       try {
-        if (this.getHeader(name) !== id) this.setHeader(name, id);
+        if (header.get(this) !== id) header.set(this, id);
       } catch {
         /* the response goes as the app wrote it */
       }
@@ -70,12 +71,12 @@ function keepingRequestId(writeHead: ServerResponse['writeHead']): ServerRespons
     }
     const args = Array.prototype.slice.call(arguments);
     try {
-      if (this.getHeader(name) !== id) this.setHeader(name, id);
+      if (header.get(this) !== id) header.set(this, id);
       // Fields passed to `writeHead` itself (Fastify passes its reply's) override the ones set before:
       // a copy of them carries the id, the caller's own object or array is left as it was.
       const at = typeof args[1] === 'string' ? 2 : 1;
       const fields = args[at];
-      if (fields !== null && typeof fields === 'object') args[at] = withRequestId(fields, name.toLowerCase(), id);
+      if (fields !== null && typeof fields === 'object') args[at] = withRequestId(fields, header.lower, id);
     } catch {
       /* the response goes as the app wrote it */
     }
@@ -138,6 +139,8 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   private readonly responseHeader: string;
   private readonly requestHeader: string;
   private readonly excluded: PathMatcher;
+  /** The request id header of its responses (`X-Request-ID`). */
+  private readonly idHeader: ResponseHeader;
   private server?: { emit: EmitFn };
   private emit?: EmitFn;
   private ownEmit = false;
@@ -156,6 +159,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     this.requestHeader = internalized(options.requestIdHeader);
     this.excluded = pathMatcher(options.excludePaths);
     this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : this.requestHeader;
+    this.idHeader = responseHeader(this.responseHeader);
     // Before Nest builds its routes (ahead of any module's `onModuleInit`).
     hookNestErrorPaths();
     hookRoutes();
@@ -224,7 +228,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
     const headers = req.headers;
     const sent = headers[this.requestHeader];
     const requestId = resolveRequestId(sent);
-    res.setHeader(this.responseHeader, requestId);
+    this.idHeader.set(res, requestId);
     // The one id of the request for every library (docs/recipes.md, "One request id with nestjs-pino and nestjs-cls"):
     // pino-http reads `req.id`; recipes such as nestjs-cls's `idGenerator` read the header, which holds the
     // module's id when the client's was missing or invalid; and the response header is put back if replaced.
@@ -244,7 +248,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
       (!this.options.capturePreflights && isPreflight(req)) || this.excluded(pathOf(url)),
       startedAt,
     );
-    operation.idHeader = this.responseHeader;
+    operation.idHeader = this.idHeader;
     attachOperation(req, operation);
     if (!(res instanceof ServerResponse)) this.trackAlone(operation, res);
     else if (!operation.skip) this.track(operation, req.socket as TrackedSocket | null, res);

@@ -1,3 +1,4 @@
+import type { ResponseHeader } from '../http/response-header.js';
 import { randomUuid } from './random-ids.js';
 import type { TelemetryUser } from '../telemetry.options.js';
 import { newSpanId, newTrace, type TraceStart } from '../trace/trace-context.js';
@@ -86,7 +87,7 @@ export class Operation implements TelemetryRequestContext {
   /** The operation's own span id (16 hex, new). */
   readonly spanId: string;
   /** The response header that carries `requestId` (an HTTP request's): kept whatever the app writes (http/). */
-  idHeader: string | undefined = undefined;
+  idHeader: ResponseHeader | undefined = undefined;
   /** What it was started with: read again only where it is rare (the user's resolver, a late error, a later trace). */
   readonly #start: OperationStart;
   #trace: TraceStart;
