@@ -1,4 +1,4 @@
-import { apiRequestJson } from './api-request-json.js';
+import { apiRequestJson, sendApiRequestJson } from './api-request-json.js';
 import { apiRequestEvent, isoTimestamp, type ApiRequestFields, type EventIdentity } from './telemetry-events.js';
 
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -50,6 +50,49 @@ describe('apiRequestJson', () => {
       const json = apiRequestJson(identity, f);
       expect(json).toBe(expected(identity, f, json));
     }
+  });
+
+  it.each([0, 0.004, 0.005, 0.1, 1, 1.1, 1.05, 2.675, 10.999, 99.995, 1234.5678, 86_400_000.01, 3e7, 2 ** 31, 1e21, -1, -0.004, Infinity])(
+    'writes a duration of %d ms as the event object does',
+    (durationMs) => {
+      const json = apiRequestJson(base, { ...fields, durationMs });
+      expect(json).toBe(expected(base, { ...fields, durationMs }, json));
+    },
+  );
+
+  it('writes every duration in hundredths as the event object does', () => {
+    for (let i = 0; i < 20_000; i++) {
+      const durationMs = Math.random() * (i % 2 === 0 ? 10 : 100_000);
+      const json = apiRequestJson(base, { ...fields, durationMs });
+      expect(json).toBe(expected(base, { ...fields, durationMs }, json));
+    }
+  });
+
+  it.each<[string, EventIdentity, ApiRequestFields]>([
+    ['ASCII', base, fields],
+    ['an id to escape', { ...base, distinctId: 'a "quoted" id' }, fields],
+    ['a user id and session in other scripts', { ...base, userId: 'ユーザー', sessionId: 'séance 😀' }, fields],
+    ['a route and method not in ASCII', base, { ...fields, endpoint: '/café/:id', method: 'ÜBER' }],
+    ['an environment not in ASCII', { ...base, environment: 'prod-日本' }, fields],
+  ])('hands the sink its JSON with its exact size in UTF-8 bytes, also once its pieces are kept (%s)', (_name, identity, f) => {
+    const queued: [string, number][] = [];
+    const sink = { enqueueJson: (json: string, bytes: number) => void queued.push([json, bytes]) };
+    // The first call keeps the route's and environment's pieces, the second one uses them.
+    sendApiRequestJson(sink, identity, f);
+    sendApiRequestJson(sink, identity, f);
+    for (const [json, bytes] of queued) {
+      expect(json).toBe(expected(identity, f, json));
+      expect(bytes).toBe(Buffer.byteLength(json));
+    }
+  });
+
+  it('counts the UTF-8 bytes of kept pieces right past the bound of the pieces it keeps', () => {
+    const sink = { enqueueJson: (json: string, bytes: number) => expect(bytes).toBe(Buffer.byteLength(json)) };
+    for (let i = 0; i < 2500; i++) {
+      const identity = { ...base, environment: i % 3 === 0 ? `é-${i % 1200}` : `env-${i % 1200}` };
+      sendApiRequestJson(sink, identity, { ...fields, endpoint: i % 2 === 0 ? `/ü-${i % 1300}` : `/route-${i % 1300}` });
+    }
+    expect.assertions(2500);
   });
 
   it('gives each event its own uuid and the time it was written', () => {

@@ -22,6 +22,7 @@ export class Identities {
     if (internal && this.options.internalUsers === 'drop') return undefined;
     return {
       distinctId: operation.distinctId,
+      madeDistinctId: user === undefined && operation.frontendDistinctId === undefined,
       requestId: operation.requestId,
       userId: user !== undefined ? user.id : 'anonymous',
       environment: this.options.environment,

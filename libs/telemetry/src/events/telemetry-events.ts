@@ -14,6 +14,8 @@ export interface TelemetryEvent {
 /** Who an event belongs to and how it correlates: the same for every event of a request. */
 export interface EventIdentity {
   distinctId: string;
+  /** `distinctId` is a UUID the module made (an anonymous request's): nothing in it to escape. */
+  madeDistinctId?: boolean;
   requestId?: string;
   userId: string;
   environment: string;

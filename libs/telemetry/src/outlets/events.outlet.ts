@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { apiRequestJson } from '../events/api-request-json.js';
+import { sendApiRequestJson } from '../events/api-request-json.js';
 import { apiRequestEvent, type ApiRequestFields, type EventIdentity, type TelemetryEvent } from '../events/telemetry-events.js';
 import { TelemetryFailures } from '../telemetry-failures.js';
 import { EVENT_SINK, TELEMETRY_OPTIONS } from '../telemetry.constants.js';
@@ -38,7 +38,7 @@ export class EventsOutlet {
    */
   sendApiRequest(identity: EventIdentity, fields: ApiRequestFields): void {
     if (this.options.beforeSend === undefined && this.sink.enqueueJson !== undefined)
-      this.sink.enqueueJson(apiRequestJson(identity, fields));
+      sendApiRequestJson(this.sink as Required<Pick<EventSink, 'enqueueJson'>>, identity, fields);
     else this.send(apiRequestEvent(identity, fields));
   }
 }

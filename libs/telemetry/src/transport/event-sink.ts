@@ -5,8 +5,11 @@ import type { TelemetryEvent } from '../events/telemetry-events.js';
 export interface EventSink {
   /** Takes an event; never throws, never waits. */
   enqueue(event: TelemetryEvent): void;
-  /** Takes an event as the JSON `JSON.stringify` gives of it, where the sink keeps events serialised. */
-  enqueueJson?(json: string): void;
+  /**
+   * Takes an event as the JSON `JSON.stringify` gives of it, where the sink keeps events serialised;
+   * `utf8Bytes`, its size in UTF-8, when the caller knows it.
+   */
+  enqueueJson?(json: string, utf8Bytes?: number): void;
   /** Delivers what is queued now. */
   flush(): Promise<void>;
   /** Delivers what is queued, for at most `timeoutMs`, then stops taking events. */

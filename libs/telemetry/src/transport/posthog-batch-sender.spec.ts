@@ -199,6 +199,21 @@ describe.each([true, false])('PostHogBatchSender (posting from its thread: %s)',
     expect(server.uuids()).toEqual(['e1']);
   });
 
+  it('sends text beyond ASCII as UTF-8, in a batch with ASCII events, queued as events or as JSON with its size', async () => {
+    const s = sender({ flushAt: 4, flushIntervalMs: 60_000, compression: false });
+    const events = [
+      event(1),
+      { ...event(2), distinct_id: 'ユーザー 😀 é', properties: { endpoint: '/café/:id', n: 2 } },
+      event(3),
+      { ...event(4), distinct_id: 'ü' },
+    ];
+    s.enqueue(events[0]);
+    s.enqueue(events[1]);
+    for (const json of [JSON.stringify(events[2]), JSON.stringify(events[3])]) s.enqueueJson(json, Buffer.byteLength(json));
+    await waitFor(() => server.requests.length === 1);
+    expect(server.requests[0].body.batch).toEqual(events);
+  });
+
   it('sends a partial batch after the flush interval', async () => {
     const s = sender({ flushAt: 100, flushIntervalMs: 30 });
     s.enqueue(event(1));
