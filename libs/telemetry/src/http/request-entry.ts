@@ -94,16 +94,20 @@ function keepRequestIdInWriteHead(): void {
 
 /** `writeHead`'s fields (an object, or `[name, value, …]`) with `id` as the value of the `name` header, if they name it: a copy. */
 function withRequestId(fields: object, name: string, id: string): unknown {
+  // Names of another length are not lower-cased to be compared (Fastify passes every header of its reply).
   if (Array.isArray(fields)) {
     let copy: unknown[] | undefined;
     for (let i = 0; i + 1 < fields.length; i += 2) {
-      if (String(fields[i]).toLowerCase() === name && fields[i + 1] !== id) (copy ??= [...fields])[i + 1] = id;
+      const field = String(fields[i]);
+      if (field.length === name.length && field.toLowerCase() === name && fields[i + 1] !== id) (copy ??= [...fields])[i + 1] = id;
     }
     return copy ?? fields;
   }
   const record = fields as Record<string, unknown>;
   let copy: Record<string, unknown> | undefined;
-  for (const key of Object.keys(record)) if (key.toLowerCase() === name && record[key] !== id) (copy ??= { ...record })[key] = id;
+  for (const key of Object.keys(record)) {
+    if (key.length === name.length && key.toLowerCase() === name && record[key] !== id) (copy ??= { ...record })[key] = id;
+  }
   return copy ?? fields;
 }
 
