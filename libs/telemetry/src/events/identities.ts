@@ -21,7 +21,8 @@ export class Identities {
     const internal = user?.email !== undefined && this.isInternal(user);
     if (internal && this.options.internalUsers === 'drop') return undefined;
     return {
-      distinctId: operation.distinctId,
+      // From the one read of the user above: the distinct id and whether the module made it agree.
+      distinctId: user !== undefined ? user.id : operation.unidentifiedDistinctId,
       madeDistinctId: user === undefined && operation.frontendDistinctId === undefined,
       requestId: operation.requestId,
       userId: user !== undefined ? user.id : 'anonymous',

@@ -62,6 +62,14 @@ describe('responseHeader', () => {
     expect(header.get(direct)).toBeUndefined();
   });
 
+  it('throws as setHeader does once the headers went out', () => {
+    const header = responseHeader('X-Request-ID');
+    const res = response();
+    res.writeHead(200);
+    expect(() => header.set(res, 'late')).toThrow(/Cannot set headers after they are sent/);
+    expect(header.get(res)).toBeUndefined();
+  });
+
   it('adds to the headers already set, and replaces its own earlier value', () => {
     const header = responseHeader('X-Request-ID');
     const res = response();

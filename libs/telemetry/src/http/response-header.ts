@@ -54,7 +54,7 @@ export interface ResponseHeader {
   readonly name: string;
   /** `name`, lower-cased: how Node keys it. */
   readonly lower: string;
-  /** `res.setHeader(name, value)`, on a response that has sent no headers yet. */
+  /** `res.setHeader(name, value)`. */
   set(res: ServerResponse, value: string): void;
   /** `res.getHeader(name)`. */
   get(res: ServerResponse): unknown;
@@ -94,7 +94,8 @@ export function responseHeader(name: string): ResponseHeader {
     lower,
     set(res, value) {
       const headers = (res as unknown as Stored)[store];
-      if (headers === undefined) res.setHeader(name, value);
+      // Another kind of response, or one whose headers went out (`setHeader` throws, as it should).
+      if (headers === undefined || res.headersSent) res.setHeader(name, value);
       else {
         // Node's own first store is made as `setHeader` makes it: an object with no prototype.
         const target = headers ?? ((res as unknown as Stored)[store] = Object.create(null) as HeaderStore);

@@ -179,6 +179,11 @@ export class Operation implements TelemetryRequestContext {
   get distinctId(): string {
     const user = this.user;
     if (user !== undefined) return user.id;
+    return this.unidentifiedDistinctId;
+  }
+
+  /** The distinct id while no user is known: the frontend's, else an anonymous one made once. */
+  get unidentifiedDistinctId(): string {
     return this.frontendDistinctId ?? (this.#anonymousId ??= randomUuid());
   }
 
