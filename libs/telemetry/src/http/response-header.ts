@@ -97,8 +97,8 @@ export function responseHeader(name: string): ResponseHeader {
       // Another kind of response, or one whose headers went out (`setHeader` throws, as it should).
       if (headers === undefined || res.headersSent) res.setHeader(name, value);
       else {
-        // Node's own first store is made as `setHeader` makes it: an object with no prototype.
-        const target = headers ?? ((res as unknown as Stored)[store] = Object.create(null) as HeaderStore);
+        // Made as `setHeader` makes it: a literal with no prototype.
+        const target = headers ?? ((res as unknown as Stored)[store] = { __proto__: null } as unknown as HeaderStore);
         target[key] = [name, value];
       }
     },
