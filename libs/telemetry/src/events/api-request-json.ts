@@ -1,7 +1,7 @@
 import { randomUuid } from '../request/random-ids.js';
 import { isoSecond, MILLIS_THEN_UUID, type ApiRequestFields, type EventIdentity } from './telemetry-events.js';
 
-/** Printable ASCII but `"` and `\\`: JSON writes it as it is, between quotes. */
+/** Printable ASCII but `"` and `\`: JSON writes it as it is, between quotes. */
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
 /**

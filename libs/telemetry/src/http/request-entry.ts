@@ -14,7 +14,7 @@ import { resolveRequestId } from '../request/request-id.js';
 import { frontendDistinctId } from '../request/frontend-identity.js';
 import { tracingId } from '../request/tracing-id.js';
 import type { Operation } from '../request/operation.js';
-import { responseHeader, type ResponseHeader } from './response-header.js';
+import { internalized, responseHeader, type ResponseHeader } from './response-header.js';
 import { pathOf } from './route-template.js';
 import { TELEMETRY_OPTIONS } from '../telemetry.constants.js';
 import { pathMatcher, type PathMatcher, type ResolvedTelemetryOptions } from '../telemetry.options.js';
@@ -140,7 +140,6 @@ function adoptRequestIdInFastify(fastify: FastifyIds | undefined): void {
 @Injectable()
 export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   private readonly logger = new Logger('Telemetry');
-  private readonly responseHeader: string;
   private readonly requestHeader: string;
   private readonly excluded: PathMatcher;
   /** The request id header of its responses (`X-Request-ID`). */
@@ -162,8 +161,7 @@ export class RequestEntry implements OnModuleInit, OnApplicationShutdown {
   ) {
     this.requestHeader = internalized(options.requestIdHeader);
     this.excluded = pathMatcher(options.excludePaths);
-    this.responseHeader = options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : this.requestHeader;
-    this.idHeader = responseHeader(this.responseHeader);
+    this.idHeader = responseHeader(options.requestIdHeader === 'x-request-id' ? 'X-Request-ID' : this.requestHeader);
     // Before Nest builds its routes (ahead of any module's `onModuleInit`).
     hookNestErrorPaths();
     hookRoutes();
@@ -317,11 +315,6 @@ function emitThrough(entry: RequestEntry, emit: EmitFn): EmitFn {
     if (event !== 'request' || !entry.active) return emit.apply(this, arguments as unknown as unknown[]);
     return entry.request(this, emit, req as IncomingMessage, res as ServerResponse);
   } as EmitFn;
-}
-
-/** The same text as a property name: `headers[name]` per request then needs no lookup of the text among V8's names. */
-function internalized(name: string): string {
-  return Object.keys({ [name]: true })[0];
 }
 
 /** The server's own `emit` of the request, run in the request's context. */

@@ -3,6 +3,14 @@ import { IncomingMessage, ServerResponse, validateHeaderName } from 'node:http';
 type HeaderStore = Record<string, [string, string]>;
 
 /**
+ * The same text as a property name V8 already holds: `object[name]` per request then needs no lookup of the
+ * text among V8's names (computed text would be looked up on every access).
+ */
+export function internalized(name: string): string {
+  return Object.keys({ [name]: true })[0];
+}
+
+/**
  * Node's own store of a response's headers (`kOutHeaders`: lower-cased name → `[name, value]`, on a
  * null-prototype object), found by setting a header on a response of its own and looking for it:
  * `undefined` where Node keeps them otherwise.
@@ -32,7 +40,7 @@ function actsAsNodeDoes(header: ResponseHeader): boolean {
     probe.setHeader('Content-Type', 'text/plain');
     header.set(probe, 'probe-1');
     header.set(probe, 'probe-2');
-    const lower = name.toLowerCase();
+    const lower = header.lower;
     probe.setHeader('Vary', 'Origin');
     if (header.get(probe) !== 'probe-2') return false;
     probe.setHeader(name, 'probe-3');
@@ -87,8 +95,7 @@ export function responseHeader(name: string): ResponseHeader {
   }
   const store = findHeaderStore();
   if (store === undefined) return viaNode;
-  // As a property name V8 already holds (computed text would be looked up among them on every access).
-  const key = Object.keys({ [lower]: true })[0];
+  const key = internalized(lower);
   const direct: ResponseHeader = {
     name,
     lower,
