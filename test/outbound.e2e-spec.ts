@@ -486,6 +486,7 @@ describe('with Sentry tracing on', () => {
     await capture.waitFor(
       () =>
         capture.eventsNamed('api_error', (e) => e.properties.request_id === id).length === 1 &&
+        apiRequest(capture, id, '/a/boom') !== undefined &&
         apiRequest(capture, id, '/b/echo') !== undefined,
     );
     await sentry.waitForRequests(id);
@@ -548,7 +549,12 @@ describe('with Sentry, tracing off', () => {
         res.resume().on('end', done),
       ),
     );
-    await capture.waitFor(() => capture.eventsNamed('api_error', (e) => e.properties.request_id === id).length === 1);
+    // B's api_request comes from B's own sender, in its own batch: wait for it as well as A's api_error.
+    await capture.waitFor(
+      () =>
+        capture.eventsNamed('api_error', (e) => e.properties.request_id === id).length === 1 &&
+        apiRequest(capture, id, '/b/echo') !== undefined,
+    );
     await sentry.waitForRequests(id);
     const [apiError] = capture.eventsNamed('api_error', (e) => e.properties.request_id === id);
     const [sentryEvent] = sentry.eventsFor(id);
