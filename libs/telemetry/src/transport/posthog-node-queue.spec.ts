@@ -7,11 +7,22 @@ interface Item {
   message: { event: string; properties: Record<string, any> };
 }
 
-/** A client that queues and never sends (no interval, a batch larger than anything queued here). */
-function client(budget: QueueBudget, maxQueueSize = 10_000): SharedPostHog {
+const answered = () => ({ status: 200, headers: { get: () => null }, text: async () => '{}', json: async () => ({}) });
+
+/** Requests held until the test ends (`afterEach`), so that no batch leaves the queue while a test reads it. */
+const releases: (() => void)[] = [];
+function heldFetch() {
+  const held = new Promise<void>((release) => releases.push(release));
+  return async () => {
+    await held;
+    return answered();
+  };
+}
+
+/** A client that queues and never sends (no interval, a batch larger than anything queued here, or its requests held). */
+function client(budget: QueueBudget, maxQueueSize = 10_000, fetch: () => Promise<unknown> = async () => answered()): SharedPostHog {
   // A key of its own: posthog-node registers error captures per destination (key and host).
   // Its requests answered here: a flush after the test (its shutdown) must not log a network error once Jest is done.
-  const fetch = async () => ({ status: 200, headers: { get: () => null }, text: async () => '{}', json: async () => ({}) });
   const c = new SharedPostHog(`phc_test_key_${clients.length}_${Date.now()}`, {
     host: 'http://127.0.0.1:9',
     flushAt: maxQueueSize,
@@ -43,6 +54,7 @@ beforeEach(() => {
 afterEach(async () => {
   // Nothing to send at shutdown: the host is unreachable by design.
   for (const c of clients) c.setPersistedProperty('queue' as never, [] as never);
+  for (const release of releases.splice(0)) release();
   await Promise.all(clients.splice(0).map((c) => c.shutdown(100)));
   warn.mockRestore();
 });
@@ -87,7 +99,9 @@ describe("posthog-node's queue under the shared byte budget", () => {
 
   it('follows a batch leaving (a new array stored) and its own maxQueueSize', async () => {
     const budget = new QueueBudget(10_000_000);
-    const c = client(budget, 50);
+    // flushAt is maxQueueSize (posthog-node's floor), so a flush starts at 50 queued: its request is held, as a
+    // batch stays queued until PostHog answers, or the flush could empty the queue before it is read.
+    const c = client(budget, 50, heldFetch());
     clients.push(c);
     for (let i = 0; i < 80; i++) c.capture({ distinctId: 'u', event: 'small', properties: { i } });
     await settled(c, (items) => items.at(-1)?.message.properties.i === 79);
