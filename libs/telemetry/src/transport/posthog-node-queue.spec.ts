@@ -20,7 +20,11 @@ function heldFetch() {
 }
 
 /** A client that queues and never sends (no interval, a batch larger than anything queued here, or its requests held). */
-function client(budget: QueueBudget, maxQueueSize = 10_000, fetch: () => Promise<unknown> = async () => answered()): SharedPostHog {
+function client(
+  budget: QueueBudget,
+  maxQueueSize = 10_000,
+  fetch: () => Promise<ReturnType<typeof answered>> = async () => answered(),
+): SharedPostHog {
   // A key of its own: posthog-node registers error captures per destination (key and host).
   // Its requests answered here: a flush after the test (its shutdown) must not log a network error once Jest is done.
   const c = new SharedPostHog(`phc_test_key_${clients.length}_${Date.now()}`, {
