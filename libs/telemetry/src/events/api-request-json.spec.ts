@@ -37,6 +37,14 @@ describe('apiRequestJson', () => {
       { ...fields, endpoint: '/files/"name"', method: 'PÖST' },
     ],
     ['a duration that is not a number', base, { ...fields, durationMs: Number.NaN }],
+    ['a session to escape, then trace and span', { ...base, sessionId: 'a "b"', traceId: 'a'.repeat(32), spanId: 'b'.repeat(16) }, fields],
+    ['a plain session then a trace, no request id', { ...base, requestId: undefined, sessionId: 's-1', traceId: 'a'.repeat(32) }, fields],
+    ['only a parent span after the request id', { ...base, parentSpanId: 'c'.repeat(16), personless: true }, fields],
+    ['an environment not in ASCII and no request id', { ...base, requestId: undefined, environment: 'prod-日本' }, fields],
+    ['nothing after the user but the environment', { ...base, requestId: undefined, internalUser: true }, fields],
+    ['statuses outside 0 to 599', base, { ...fields, statusCode: 600 }],
+    ['a status of 0', base, { ...fields, statusCode: 0 }],
+    ['a status of -1', base, { ...fields, statusCode: -1 }],
     ['a success the status does not say', base, { ...fields, statusCode: 200, success: false }],
   ])('writes the same JSON as the event object (%s)', (_name, identity, f) => {
     const json = apiRequestJson(identity, f);
@@ -74,6 +82,8 @@ describe('apiRequestJson', () => {
     ['a user id and session in other scripts', { ...base, userId: 'ユーザー', sessionId: 'séance 😀' }, fields],
     ['a route and method not in ASCII', base, { ...fields, endpoint: '/café/:id', method: 'ÜBER' }],
     ['an environment not in ASCII', { ...base, environment: 'prod-日本' }, fields],
+    ['an environment not in ASCII, no request id', { ...base, environment: 'prod-日本', requestId: undefined }, fields],
+    ['a distinct id to escape beyond ASCII, user and session plain', { ...base, distinctId: 'ü "x"', sessionId: 's-1' }, fields],
   ])('hands the sink its JSON with its exact size in UTF-8 bytes, also once its pieces are kept (%s)', (_name, identity, f) => {
     const queued: [string, number][] = [];
     const sink = { enqueueJson: (json: string, bytes: number) => void queued.push([json, bytes]) };

@@ -49,99 +49,143 @@ function hundredths(ms: number): string {
 }
 
 /**
- * Pieces of JSON an app repeats on every request, kept once each: by endpoint, then method, the JSON that
- * opens the properties (`{"endpoint":…,"method":…,"status_code":`); by environment, `,"environment":…`.
- * Looked up by the app's own strings, whose hashes V8 keeps (no key is built per request).
+ * JSON an app repeats on every request, kept once per route and per environment. Each piece starts with what
+ * closes the text before it: after a plain id (`"` still to close) or after a quoted one. Fewer, longer pieces
+ * per event: each join is a node V8 walks again to flatten the event.
  */
-const routePieces = new Map<string, Map<string, string>>();
-const environmentPieces = new Map<string, string>();
-/** The UTF-8 bytes beyond one per character of the kept pieces that have any (a route or environment not in ASCII). */
-const wideRoutePieces = new Map<string, number>();
-const wideEnvironmentPieces = new Map<string, number>();
+interface Piece {
+  /** After a plain text whose closing quote is still to write. */
+  afterPlain: string;
+  /** After JSON that is complete (an escaped text with its quotes). */
+  afterJson: string;
+  /** UTF-8 bytes beyond one per character (a route or environment not in ASCII). */
+  wide: number;
+}
+
+/** By endpoint, then method: `","properties":{"endpoint":…,"method":…,"status_code":` (after the distinct id). */
+const routePieces = new Map<string, Map<string, Piece>>();
+/** By environment: `","environment":…` (after the user id), and the same followed by `,"request_id":"`. */
+const environmentPieces = new Map<string, Piece>();
+const environmentThenRequestIdPieces = new Map<string, Piece>();
 /** Most pieces kept (a bound should an app's endpoints be unbounded): past it, they are made again. */
 const MAX_PIECES = 1000;
 let routePieceCount = 0;
 
-function routePiece(endpoint: string, method: string): string {
+function piece(json: string): Piece {
+  return { afterPlain: '"' + json, afterJson: json, wide: Buffer.byteLength(json) - json.length };
+}
+
+function routePiece(endpoint: string, method: string): Piece {
   let byMethod = routePieces.get(endpoint);
-  let json = byMethod?.get(method);
-  if (json !== undefined) return json;
+  let kept = byMethod?.get(method);
+  if (kept !== undefined) return kept;
   if (routePieceCount >= MAX_PIECES) {
     routePieces.clear();
-    wideRoutePieces.clear();
     routePieceCount = 0;
     byMethod = undefined;
   }
   if (byMethod === undefined) routePieces.set(endpoint, (byMethod = new Map()));
-  json = keep(wideRoutePieces, '{"endpoint":' + quote(endpoint) + ',"method":' + quote(method) + ',"status_code":');
-  byMethod.set(method, json);
+  kept = piece(',"properties":{"endpoint":' + JSON.stringify(endpoint) + ',"method":' + JSON.stringify(method) + ',"status_code":');
+  byMethod.set(method, kept);
   routePieceCount++;
-  return json;
+  return kept;
 }
 
-function environmentPiece(environment: string): string {
-  let json = environmentPieces.get(environment);
-  if (json === undefined) {
-    if (environmentPieces.size >= MAX_PIECES) {
-      environmentPieces.clear();
-      wideEnvironmentPieces.clear();
-    }
-    environmentPieces.set(environment, (json = keep(wideEnvironmentPieces, ',"environment":' + quote(environment))));
+function environmentPiece(pieces: Map<string, Piece>, environment: string, then: string): Piece {
+  let kept = pieces.get(environment);
+  if (kept === undefined) {
+    if (pieces.size >= MAX_PIECES) pieces.clear();
+    pieces.set(environment, (kept = piece(',"environment":' + JSON.stringify(environment) + then)));
   }
-  return json;
+  return kept;
 }
 
-/** A piece about to be kept: its extra UTF-8 bytes, if any, are noted once in `wide` (read by `wideBytesOf`). */
-function keep(wide: Map<string, number>, piece: string): string {
-  const extra = Buffer.byteLength(piece) - piece.length;
-  if (extra > 0) wide.set(piece, extra);
-  return piece;
-}
+/** `200,"response_time_ms":` for the statuses HTTP has (0 to 599): the status and what follows it, one piece. */
+const STATUS_THEN_TIME = Array.from({ length: 600 }, (_, status) => status + ',"response_time_ms":');
 
-/** The extra UTF-8 bytes of a kept piece: nothing to look up while every piece is ASCII. */
-function wideBytesOf(wide: Map<string, number>, piece: string): number {
-  return wide.size === 0 ? 0 : (wide.get(piece) ?? 0);
-}
+/**
+ * What closes the properties and opens the timestamp, by `closeQuote | personless << 1 | internalUser << 2`:
+ * the last text's closing quote if it is still to write, `$process_person_profile` and `is_internal_user`.
+ */
+const TAILS = Array.from(
+  { length: 8 },
+  (_, k) =>
+    ((k & 1) !== 0 ? '"' : '') +
+    ((k & 2) !== 0 ? ',"$process_person_profile":false' : '') +
+    ((k & 4) !== 0 ? ',"is_internal_user":true' : '') +
+    '},"timestamp":"',
+);
 
 /**
  * The JSON of `apiRequestEvent(identity, f)` with a new uuid and timestamp,
  * written directly: the same text `JSON.stringify` gives of that event (keys
  * in the same order), without building the event first. The one event every
  * request sends, so it is the one worth writing by hand, in as few joins as
- * it takes (each is a piece for V8 to join and then copy): the request, trace
- * and span ids, the uuid and the timestamp are checked or made by the module
- * and need no escaping; the route and the environment repeat, their JSON is
- * kept. Used where no `beforeSend` needs the event as an object.
+ * it takes (each is a node for V8 to walk and copy when the text is
+ * flattened): a plain text (an id, a name) is written between the literal
+ * pieces around it, which carry its quotes; the request, trace and span ids,
+ * the uuid and the timestamp are checked or made by the module and need no
+ * escaping; the route and the environment repeat, their JSON is kept. Used
+ * where no `beforeSend` needs the event as an object.
  */
 export function apiRequestJson(identity: EventIdentity, f: ApiRequestFields): string {
   const success = f.success ?? (f.statusCode >= 200 && f.statusCode < 300);
+  const distinctId = identity.distinctId;
+  const userId = identity.userId;
+  const requestId = identity.requestId;
   const route = routePiece(f.endpoint, f.method);
-  const environment = environmentPiece(identity.environment);
-  // Counted from here: the kept pieces' own extra bytes are added once, below.
-  wideBytes = 0;
+  const environment =
+    requestId !== undefined
+      ? environmentPiece(environmentThenRequestIdPieces, identity.environment, ',"request_id":"')
+      : environmentPiece(environmentPieces, identity.environment, '');
+  // Counted from here: the kept pieces' extra bytes are added below.
+  wideBytes = route.wide + environment.wide;
   let json =
-    '{"event":"api_request","distinct_id":' +
-    (identity.madeDistinctId === true ? '"' + identity.distinctId + '"' : quote(identity.distinctId)) +
-    ',"properties":' +
-    route +
-    number(f.statusCode) +
-    ',"response_time_ms":' +
-    hundredths(f.durationMs) +
-    (success ? ',"success":true,"user_id":' : ',"success":false,"user_id":') +
-    quote(identity.userId) +
-    environment;
+    identity.madeDistinctId === true || isPlain(distinctId)
+      ? '{"event":"api_request","distinct_id":"' + distinctId + route.afterPlain
+      : '{"event":"api_request","distinct_id":' + quote(distinctId) + route.afterJson;
+  const status = f.statusCode;
+  json +=
+    (status >= 0 && status < 600 && (status | 0) === status ? STATUS_THEN_TIME[status] : number(status) + ',"response_time_ms":') +
+    hundredths(f.durationMs);
+  json += isPlain(userId)
+    ? (success ? ',"success":true,"user_id":"' : ',"success":false,"user_id":"') + userId + environment.afterPlain
+    : (success ? ',"success":true,"user_id":' : ',"success":false,"user_id":') + quote(userId) + environment.afterJson;
   // A request id is checked where the operation starts (letters, digits, `-_.:`), trace and span ids are hex:
-  // nothing in them to escape.
-  if (identity.requestId !== undefined) json += ',"request_id":"' + identity.requestId + '"';
-  if (identity.sessionId !== undefined) json += ',"$session_id":' + quote(identity.sessionId);
-  if (identity.traceId !== undefined) json += ',"trace_id":"' + identity.traceId + '"';
-  if (identity.spanId !== undefined) json += ',"span_id":"' + identity.spanId + '"';
-  if (identity.parentSpanId !== undefined) json += ',"parent_span_id":"' + identity.parentSpanId + '"';
-  if (identity.personless) json += ',"$process_person_profile":false';
-  if (identity.internalUser) json += ',"is_internal_user":true';
-  wideBytes += wideBytesOf(wideRoutePieces, route) + wideBytesOf(wideEnvironmentPieces, environment);
+  // nothing in them to escape. `open`: the last text written still needs its closing quote.
+  let open = false;
+  if (requestId !== undefined) {
+    json += requestId;
+    open = true;
+  }
+  const sessionId = identity.sessionId;
+  if (sessionId !== undefined) {
+    const plain = isPlain(sessionId);
+    if (plain) json += (open ? '","$session_id":"' : ',"$session_id":"') + sessionId;
+    else json += (open ? '","$session_id":' : ',"$session_id":') + quote(sessionId);
+    open = plain;
+  }
+  if (identity.traceId !== undefined) {
+    json += (open ? '","trace_id":"' : ',"trace_id":"') + identity.traceId;
+    open = true;
+  }
+  if (identity.spanId !== undefined) {
+    json += (open ? '","span_id":"' : ',"span_id":"') + identity.spanId;
+    open = true;
+  }
+  if (identity.parentSpanId !== undefined) {
+    json += (open ? '","parent_span_id":"' : ',"parent_span_id":"') + identity.parentSpanId;
+    open = true;
+  }
   const now = Date.now();
-  return json + '},"timestamp":"' + isoSecond(now) + MILLIS_THEN_UUID[now % 1000] + randomUuid() + '"}';
+  return (
+    json +
+    TAILS[(open ? 1 : 0) | (identity.personless ? 2 : 0) | (identity.internalUser ? 4 : 0)] +
+    isoSecond(now) +
+    MILLIS_THEN_UUID[now % 1000] +
+    randomUuid() +
+    '"}'
+  );
 }
 
 /** Where `api_request`'s JSON goes with its size. */
