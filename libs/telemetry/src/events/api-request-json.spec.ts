@@ -45,6 +45,9 @@ describe('apiRequestJson', () => {
     ['statuses outside 0 to 599', base, { ...fields, statusCode: 600 }],
     ['a status of 0', base, { ...fields, statusCode: 0 }],
     ['a status of -1', base, { ...fields, statusCode: -1 }],
+    ['a status of -0', base, { ...fields, statusCode: -0 }],
+    ['a status that is a fraction', base, { ...fields, statusCode: 200.5 }],
+    ['a status that is not a number', base, { ...fields, statusCode: Number.NaN }],
     ['a success the status does not say', base, { ...fields, statusCode: 200, success: false }],
   ])('writes the same JSON as the event object (%s)', (_name, identity, f) => {
     const json = apiRequestJson(identity, f);

@@ -18,12 +18,11 @@ function isPlain(text: string): boolean {
   return true;
 }
 
-/** UTF-8 bytes beyond one per character in what `quote` wrote since the JSON being written began. */
+/** UTF-8 bytes beyond one per character in what `escaped` wrote since the JSON being written began. */
 let wideBytes = 0;
 
-/** `JSON.stringify(text)`; plain text (ids, names) without the stringifier's pass over each character. */
-function quote(text: string): string {
-  if (isPlain(text)) return '"' + text + '"';
+/** `JSON.stringify(text)` of a text that is not plain (plain ones are written between pieces carrying their quotes). */
+function escaped(text: string): string {
   const json = JSON.stringify(text);
   wideBytes += Buffer.byteLength(json) - json.length;
   return json;
@@ -100,7 +99,10 @@ function environmentPiece(pieces: Map<string, Piece>, environment: string, then:
   return kept;
 }
 
-/** `200,"response_time_ms":` for the statuses HTTP has (0 to 599): the status and what follows it, one piece. */
+/**
+ * `200,"response_time_ms":` for the statuses HTTP has (0 to 599): the status and what follows it, one piece. Any
+ * other number (a fraction, a negative, `NaN`) finds no entry and is written by `number`.
+ */
 const STATUS_THEN_TIME = Array.from({ length: 600 }, (_, status) => status + ',"response_time_ms":');
 
 /**
@@ -143,14 +145,12 @@ export function apiRequestJson(identity: EventIdentity, f: ApiRequestFields): st
   let json =
     identity.madeDistinctId === true || isPlain(distinctId)
       ? '{"event":"api_request","distinct_id":"' + distinctId + route.afterPlain
-      : '{"event":"api_request","distinct_id":' + quote(distinctId) + route.afterJson;
+      : '{"event":"api_request","distinct_id":' + escaped(distinctId) + route.afterJson;
   const status = f.statusCode;
-  json +=
-    (status >= 0 && status < 600 && (status | 0) === status ? STATUS_THEN_TIME[status] : number(status) + ',"response_time_ms":') +
-    hundredths(f.durationMs);
+  json += (STATUS_THEN_TIME[status] ?? number(status) + ',"response_time_ms":') + hundredths(f.durationMs);
   json += isPlain(userId)
     ? (success ? ',"success":true,"user_id":"' : ',"success":false,"user_id":"') + userId + environment.afterPlain
-    : (success ? ',"success":true,"user_id":' : ',"success":false,"user_id":') + quote(userId) + environment.afterJson;
+    : (success ? ',"success":true,"user_id":' : ',"success":false,"user_id":') + escaped(userId) + environment.afterJson;
   // A request id is checked where the operation starts (letters, digits, `-_.:`), trace and span ids are hex:
   // nothing in them to escape. `open`: the last text written still needs its closing quote.
   let open = false;
@@ -162,7 +162,7 @@ export function apiRequestJson(identity: EventIdentity, f: ApiRequestFields): st
   if (sessionId !== undefined) {
     const plain = isPlain(sessionId);
     if (plain) json += (open ? '","$session_id":"' : ',"$session_id":"') + sessionId;
-    else json += (open ? '","$session_id":' : ',"$session_id":') + quote(sessionId);
+    else json += (open ? '","$session_id":' : ',"$session_id":') + escaped(sessionId);
     open = plain;
   }
   if (identity.traceId !== undefined) {
